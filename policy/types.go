@@ -1,0 +1,147 @@
+// Package policy reads, validates and applies the image verification policy.
+//
+// The file has the shape of Connaisseur's `validators` and `policy` sections,
+// so one configuration can serve an admission webhook and this node gate.
+// The package knows nothing of NRI, registries or signatures: it maps an
+// image reference (and a namespace) to the rule and validator that apply.
+package policy
+
+import "crypto"
+
+// Mode says what happens when verification fails.
+type Mode string
+
+const (
+	// ModeEnforce denies the container. It is the default.
+	ModeEnforce Mode = "enforce"
+	// ModeAudit allows the container but reports a would-be denial.
+	ModeAudit Mode = "audit"
+)
+
+// Validator types understood by this build.
+const (
+	TypeStatic = "static"
+	TypeCosign = "cosign"
+)
+
+// AllTrustRoots is the trustRoot value that selects every root of a validator.
+const AllTrustRoots = "*"
+
+// DefaultName is the validator a rule uses when it names none, and the trust
+// root a rule uses when it names none (Connaisseur's convention).
+const DefaultName = "default"
+
+// Policy is a parsed, validated policy file.
+type Policy struct {
+	// Mode is the global default mode; a rule may override it.
+	Mode       Mode        `json:"mode,omitempty"`
+	Validators []Validator `json:"validators"`
+	Rules      []Rule      `json:"policy"`
+
+	// Version identifies the policy content (hex SHA-256 of the file bytes).
+	// Verdict caches key on it so that a reload invalidates them.
+	Version string `json:"-"`
+}
+
+// Validator is one named way of verifying an image.
+type Validator struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+
+	// static
+	Approve *bool `json:"approve,omitempty"`
+
+	// cosign (and, later, notaryv1 and notation)
+	TrustRoots []TrustRoot `json:"trustRoots,omitempty"`
+	// Host holds transparency-log settings (cosign) or the notary server
+	// (notaryv1). Parsed now so a Connaisseur file loads; unused by key-based
+	// cosign verification.
+	Host *Host `json:"host,omitempty"`
+	Auth *Auth `json:"auth,omitempty"`
+	// Cert is a PEM CA certificate for a registry with a private CA.
+	Cert string `json:"cert,omitempty"`
+}
+
+// TrustRoot is one named public key (or, later, keyless identity).
+type TrustRoot struct {
+	Name string `json:"name"`
+	// Key is an inline PEM public key: ECDSA P-256/P-384, RSA >= 2048 bits
+	// or Ed25519.
+	Key string `json:"key,omitempty"`
+	// Keyless is reserved for Fulcio identities; rejected by this build.
+	Keyless *Keyless `json:"keyless,omitempty"`
+
+	// PublicKey is Key parsed at load time.
+	PublicKey crypto.PublicKey `json:"-"`
+}
+
+// Keyless describes a Fulcio certificate identity (not yet supported).
+type Keyless struct {
+	Issuer        string `json:"issuer,omitempty"`
+	IssuerRegex   string `json:"issuerRegex,omitempty"`
+	Subject       string `json:"subject,omitempty"`
+	SubjectRegex  string `json:"subjectRegex,omitempty"`
+}
+
+// Host is Connaisseur's cosign `host` block or notary server URL holder.
+type Host struct {
+	Rekor       string `json:"rekor,omitempty"`
+	RekorPubkey string `json:"rekorPubkey,omitempty"`
+	FulcioCert  string `json:"fulcioCert,omitempty"`
+	CTLogPubkey string `json:"ctLogPubkey,omitempty"`
+}
+
+// Auth is Connaisseur's registry auth block. At the node, credentials come
+// from the docker config given to the daemon; secretName is accepted for
+// compatibility and ignored with a warning.
+type Auth struct {
+	SecretName  string `json:"secretName,omitempty"`
+	UseKeychain bool   `json:"useKeychain,omitempty"`
+}
+
+// Rule maps an image pattern to a validator.
+type Rule struct {
+	Pattern   string `json:"pattern"`
+	Validator string `json:"validator,omitempty"`
+	With      With   `json:"with,omitempty"`
+	// Namespaces limits the rule to pods in these namespaces (extension).
+	// Empty means every namespace.
+	Namespaces []string `json:"namespaces,omitempty"`
+	// Mode overrides the policy's mode for this rule (extension).
+	Mode Mode `json:"mode,omitempty"`
+}
+
+// With holds a rule's validator options.
+type With struct {
+	// TrustRoot names the root to use; "*" means all; default "default".
+	TrustRoot string `json:"trustRoot,omitempty"`
+	// Threshold is how many of the selected roots must have signed.
+	Threshold *int `json:"threshold,omitempty"`
+	// Required lists roots that must have signed.
+	Required []string `json:"required,omitempty"`
+	// VerifyInTransparencyLog and VerifySCT are Connaisseur switches for
+	// keyless and Rekor checks; accepted, and reserved for a later validator
+	// version. Key-based verification here does not consult a log.
+	VerifyInTransparencyLog *bool `json:"verifyInTransparencyLog,omitempty"`
+	VerifySCT               *bool `json:"verifySCT,omitempty"`
+	// Mode is Connaisseur's admission mode (mutate, insecureValidateOnly);
+	// it has no meaning at the node and is accepted and ignored.
+	Mode string `json:"mode,omitempty"`
+	// Delegations is for notaryv1 (later).
+	Delegations []string `json:"delegations,omitempty"`
+}
+
+// Match is the result of looking up the rule for an image.
+type Match struct {
+	Rule      *Rule
+	Validator *Validator
+	// Index is the rule's position in Policy.Rules.
+	Index int
+	// Mode is the effective mode (rule, else policy, else enforce).
+	Mode Mode
+	// Image is the normalised, fully qualified reference that was matched.
+	Image string
+	// Why explains, one line each, why this rule won over the other matching
+	// rules (for `policy match`).
+	Why []string
+}
