@@ -41,6 +41,9 @@ type Policy struct {
 	// Version identifies the policy content (hex SHA-256 of the file bytes).
 	// Verdict caches key on it so that a reload invalidates them.
 	Version string `json:"-"`
+
+	// patterns caches the compiled rule patterns (filled by Validate).
+	patterns []compiledPattern
 }
 
 // Validator is one named way of verifying an image.
@@ -70,6 +73,11 @@ type TrustRoot struct {
 	Key string `json:"key,omitempty"`
 	// Keyless is reserved for Fulcio identities; rejected by this build.
 	Keyless *Keyless `json:"keyless,omitempty"`
+	// Cert and TSCert are notation's trust root fields. They are parsed so a
+	// Connaisseur file with a notation validator gets the clear "not
+	// supported yet" error instead of an unknown-field error.
+	Cert   string `json:"cert,omitempty"`
+	TSCert string `json:"tsCert,omitempty"`
 
 	// PublicKey is Key parsed at load time.
 	PublicKey crypto.PublicKey `json:"-"`
@@ -77,10 +85,10 @@ type TrustRoot struct {
 
 // Keyless describes a Fulcio certificate identity (not yet supported).
 type Keyless struct {
-	Issuer        string `json:"issuer,omitempty"`
-	IssuerRegex   string `json:"issuerRegex,omitempty"`
-	Subject       string `json:"subject,omitempty"`
-	SubjectRegex  string `json:"subjectRegex,omitempty"`
+	Issuer       string `json:"issuer,omitempty"`
+	IssuerRegex  string `json:"issuerRegex,omitempty"`
+	Subject      string `json:"subject,omitempty"`
+	SubjectRegex string `json:"subjectRegex,omitempty"`
 }
 
 // Host is Connaisseur's cosign `host` block or notary server URL holder.
@@ -89,6 +97,10 @@ type Host struct {
 	RekorPubkey string `json:"rekorPubkey,omitempty"`
 	FulcioCert  string `json:"fulcioCert,omitempty"`
 	CTLogPubkey string `json:"ctLogPubkey,omitempty"`
+
+	// Server is the notary server when `host` is written as a plain string
+	// (Connaisseur's notaryv1 form); see UnmarshalJSON in host.go.
+	Server string `json:"-"`
 }
 
 // Auth is Connaisseur's registry auth block. At the node, credentials come

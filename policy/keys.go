@@ -1,0 +1,62 @@
+package policy
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+)
+
+// minRSABits is the smallest RSA modulus accepted (NIST SP 800-57: 1024
+// bits no longer gives enough security).
+const minRSABits = 2048
+
+// errNotPEM explains a key that is not PEM: Connaisseur reads such a value
+// as a KMS URI, which the node does not reach.
+var errNotPEM = errors.New(`is not an inline PEM public key ("-----BEGIN PUBLIC KEY-----"); KMS references are not supported by this version yet`)
+
+// parseKey reads an inline PEM public key and checks that it is of a kind
+// and size that signatures are verified with here.
+func parseKey(key string) (crypto.PublicKey, error) {
+	block, rest := pem.Decode([]byte(key))
+	if block == nil {
+		if ref := strings.TrimSpace(key); strings.Contains(ref, "://") && len(ref) < 200 && !strings.ContainsAny(ref, "\r\n") {
+			return nil, fmt.Errorf("%q %w", ref, errNotPEM)
+		}
+		return nil, fmt.Errorf("value %w", errNotPEM)
+	}
+	if strings.Contains(block.Type, "PRIVATE") {
+		// Say so without echoing anything of it.
+		return nil, fmt.Errorf("is a private key (PEM type %q); give the public key", block.Type)
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return nil, errors.New("holds more than one PEM block; give one public key per trust root")
+	}
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(key))
+	if err != nil {
+		return nil, fmt.Errorf("cannot parse the public key: %w", err)
+	}
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve == elliptic.P256() || k.Curve == elliptic.P384() {
+			return k, nil
+		}
+		return nil, fmt.Errorf("ECDSA key on curve %s, need P-256 or P-384", k.Curve.Params().Name)
+	case *rsa.PublicKey:
+		if bits := k.N.BitLen(); bits < minRSABits {
+			return nil, fmt.Errorf("RSA key of %d bits, need >= %d", bits, minRSABits)
+		}
+		return k, nil
+	case ed25519.PublicKey:
+		return k, nil
+	}
+	return nil, fmt.Errorf("unsupported key type %T, need ECDSA P-256/P-384, RSA >= %d bits or Ed25519", pub, minRSABits)
+}

@@ -1,0 +1,191 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrNoRule means no rule of the policy applies to the image (in that
+// namespace). Like Connaisseur, the caller should deny such an image; a
+// catch-all rule "*" or "*:*" changes that.
+var ErrNoRule = errors.New("no policy rule matches")
+
+// candidate is a rule that matches the image, with what precedence needs.
+type candidate struct {
+	index int
+	rule  *Rule
+	comps []string // the normalised pattern split on '/'
+}
+
+// Match returns the rule that applies to image for a pod in namespace, with
+// its validator and effective mode. The image is normalised first (see
+// Normalize); a bare image ID is an error. Rules limited to other namespaces
+// are skipped; with namespace "" (unknown) only unrestricted rules apply.
+// Among the matching rules the most specific wins (see moreSpecific), and
+// Match.Why says why it beat each of the others. No matching rule gives an
+// error wrapping ErrNoRule.
+func (p *Policy) Match(image, namespace string) (*Match, error) {
+	repo, tag, digest, err := parseImage(image)
+	if err != nil {
+		return nil, fmt.Errorf("match: %w", err)
+	}
+	views := imageViews(repo, tag, digest)
+	img := views[0]
+
+	var cands []candidate
+	for i := range p.Rules {
+		pat := p.pattern(i)
+		// An unvalidated policy may hold a bad pattern. Skipping it could
+		// let a broader allow rule win over a deny rule, so fail instead.
+		if pat.err != nil {
+			return nil, fmt.Errorf("match: policy[%d].pattern: %w", i, pat.err)
+		}
+		r := &p.Rules[i]
+		if r.appliesTo(namespace) && pat.matchesAny(views) {
+			cands = append(cands, candidate{index: i, rule: r, comps: pat.comps})
+		}
+	}
+	if len(cands) == 0 {
+		if namespace == "" {
+			return nil, fmt.Errorf("%w image %q", ErrNoRule, img)
+		}
+		return nil, fmt.Errorf("%w image %q in namespace %q", ErrNoRule, img, namespace)
+	}
+
+	imgComps := strings.Split(img, "/")
+	best := cands[0]
+	for _, c := range cands[1:] {
+		if sign, _ := moreSpecific(c, best, imgComps); sign > 0 {
+			best = c
+		}
+	}
+	m := &Match{Rule: best.rule, Index: best.index, Image: img, Mode: p.modeOf(best.rule)}
+	for _, c := range cands {
+		if c.index != best.index {
+			_, why := moreSpecific(best, c, imgComps)
+			m.Why = append(m.Why, fmt.Sprintf("beats %q: %s", c.rule.Pattern, why))
+		}
+	}
+	m.Validator = p.Validator(best.rule.validatorName())
+	if m.Validator == nil {
+		return nil, fmt.Errorf("match: policy[%d].validator: no validator named %q", best.index, best.rule.validatorName())
+	}
+	return m, nil
+}
+
+// imageViews lists the forms of a normalised image a pattern may match: the
+// full reference first, then the same without the digest, without the tag,
+// and without both. So "reg.io/app" matches reg.io/app with any tag or
+// digest, and "reg.io/app:v1" matches "reg.io/app:v1@sha256:...", while a
+// pattern is still anchored at both ends ("reg.io/app" does not match
+// "reg.io/app-evil:v1").
+func imageViews(repo, tag, digest string) []string {
+	full := repo
+	if tag != "" {
+		full += ":" + tag
+	}
+	if digest != "" {
+		full += "@" + digest
+	}
+	views := []string{full}
+	if tag != "" && digest != "" {
+		views = append(views, repo+":"+tag, repo+"@"+digest)
+	}
+	if tag != "" || digest != "" {
+		views = append(views, repo)
+	}
+	return views
+}
+
+// moreSpecific compares how specifically rules a and b describe the image
+// (split on '/' into img). It returns > 0 when a wins, < 0 when b wins, and
+// the deciding criterion. The order is Connaisseur's, then two tie-breaks
+// of ours:
+//  1. more path components;
+//  2. from the left, the longer common prefix of a pattern component with
+//     the image's component;
+//  3. from the left, the longer component;
+//  4. a rule restricted by namespaces over one that is not;
+//  5. the rule earlier in the file.
+func moreSpecific(a, b candidate, img []string) (int, reason) {
+	if s := cmpInt(len(a.comps), len(b.comps)); s != 0 {
+		return s, reason{kind: byComponents, a: len(a.comps), b: len(b.comps)}
+	}
+	for i := range a.comps {
+		imgComp := ""
+		if i < len(img) {
+			imgComp = img[i]
+		}
+		pa, pb := commonPrefix(a.comps[i], imgComp), commonPrefix(b.comps[i], imgComp)
+		if s := cmpInt(pa, pb); s != 0 {
+			return s, reason{kind: byPrefix, comp: i, imgComp: imgComp, a: pa, b: pb}
+		}
+	}
+	for i := range a.comps {
+		if s := cmpInt(len(a.comps[i]), len(b.comps[i])); s != 0 {
+			return s, reason{kind: byLength, comp: i, a: len(a.comps[i]), b: len(b.comps[i])}
+		}
+	}
+	if ra, rb := len(a.rule.Namespaces) > 0, len(b.rule.Namespaces) > 0; ra != rb {
+		if ra {
+			return 1, reason{kind: byNamespaces}
+		}
+		return -1, reason{kind: byNamespaces}
+	}
+	if a.index < b.index {
+		return 1, reason{kind: byOrder, a: a.index, b: b.index}
+	}
+	return -1, reason{kind: byOrder, a: a.index, b: b.index}
+}
+
+// reason is the criterion moreSpecific decided on, kept as numbers so that
+// choosing the winner formats no strings.
+type reason struct {
+	kind    int
+	comp    int // 0-based component index
+	imgComp string
+	a, b    int
+}
+
+const (
+	byComponents = iota
+	byPrefix
+	byLength
+	byNamespaces
+	byOrder
+)
+
+// String phrases the reason from the winner's side.
+func (r reason) String() string {
+	hi, lo := max(r.a, r.b), min(r.a, r.b)
+	switch r.kind {
+	case byComponents:
+		return fmt.Sprintf("more path components (%d > %d)", hi, lo)
+	case byPrefix:
+		return fmt.Sprintf("longer common prefix with image component %d %q (%d > %d)", r.comp+1, r.imgComp, hi, lo)
+	case byLength:
+		return fmt.Sprintf("longer path component %d (%d > %d characters)", r.comp+1, hi, lo)
+	case byNamespaces:
+		return "restricted by namespaces, the other rule is not"
+	}
+	return fmt.Sprintf("earlier in the file (policy[%d] before policy[%d])", lo, hi)
+}
+
+func cmpInt(a, b int) int {
+	switch {
+	case a > b:
+		return 1
+	case a < b:
+		return -1
+	}
+	return 0
+}
+
+func commonPrefix(a, b string) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}

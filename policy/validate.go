@@ -1,0 +1,214 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+)
+
+// FieldError is one problem in a policy, located by its field path in the
+// file, e.g. "policy[2].with.trustRoot".
+type FieldError struct {
+	Path string
+	Msg  string
+}
+
+func (e *FieldError) Error() string {
+	if e.Path == "" {
+		return e.Msg // the top level of the file
+	}
+	return e.Path + ": " + e.Msg
+}
+
+// checker collects every problem instead of stopping at the first, so that
+// one edit-and-reload round fixes a file.
+type checker struct{ errs []error }
+
+func (c *checker) add(path, format string, args ...any) {
+	c.errs = append(c.errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Validate checks the policy and fills in what is derived from it
+// (TrustRoot.PublicKey). Parse calls it; call it yourself for a Policy built
+// in code. The error joins one *FieldError per problem.
+func (p *Policy) Validate() error {
+	var c checker
+	c.mode("mode", p.Mode)
+	if len(p.Validators) == 0 {
+		c.add("validators", "at least one validator is required")
+	}
+	if len(p.Rules) == 0 {
+		c.add("policy", "at least one rule is required")
+	}
+	firstByName := map[string]int{}
+	for i := range p.Validators {
+		path := fmt.Sprintf("validators[%d]", i)
+		v := &p.Validators[i]
+		if v.Name == "" {
+			c.add(path+".name", "must not be empty")
+		} else if j, dup := firstByName[v.Name]; dup {
+			c.add(path+".name", "duplicate validator name %q (also validators[%d])", v.Name, j)
+		} else {
+			firstByName[v.Name] = i
+		}
+		c.validator(path, v)
+	}
+	p.patterns = make([]compiledPattern, len(p.Rules))
+	for i := range p.Rules {
+		p.patterns[i] = compilePattern(p.Rules[i].Pattern)
+		c.rule(p, i)
+	}
+	return errors.Join(c.errs...)
+}
+
+func (c *checker) mode(path string, m Mode) {
+	if m != "" && m != ModeEnforce && m != ModeAudit {
+		c.add(path, "unknown mode %q (want %q or %q)", m, ModeEnforce, ModeAudit)
+	}
+}
+
+func (c *checker) validator(path string, v *Validator) {
+	switch v.Type {
+	case TypeStatic:
+		if v.Approve == nil {
+			c.add(path+".approve", "required for a static validator (true or false)")
+		}
+		if len(v.TrustRoots) > 0 {
+			c.add(path+".trustRoots", "a static validator takes no trust roots")
+		}
+	case TypeCosign:
+		c.cosign(path, v)
+	case "notaryv1", "notation":
+		c.add(path+".type", "validator type %q is not supported by this version yet", v.Type)
+	case "":
+		c.add(path+".type", "must be set (%q or %q)", TypeStatic, TypeCosign)
+	default:
+		c.add(path+".type", "unknown validator type %q (want %q or %q)", v.Type, TypeStatic, TypeCosign)
+	}
+}
+
+func (c *checker) cosign(path string, v *Validator) {
+	if v.Approve != nil {
+		c.add(path+".approve", "only static validators take approve")
+	}
+	if v.Host != nil && v.Host.Server != "" {
+		c.add(path+".host", "a cosign validator takes an object (rekor, rekorPubkey, fulcioCert, ctLogPubkey), not a server name")
+	}
+	if v.Cert != "" {
+		if _, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(v.Cert)); err != nil {
+			c.add(path+".cert", "not PEM certificates: %v", err)
+		}
+	}
+	if len(v.TrustRoots) == 0 {
+		c.add(path+".trustRoots", "a cosign validator needs at least one trust root")
+	}
+	firstByName := map[string]int{}
+	for i := range v.TrustRoots {
+		rpath := fmt.Sprintf("%s.trustRoots[%d]", path, i)
+		r := &v.TrustRoots[i]
+		if r.Name == "" {
+			c.add(rpath+".name", "must not be empty")
+		} else if j, dup := firstByName[r.Name]; dup {
+			c.add(rpath+".name", "duplicate trust root name %q (also trustRoots[%d])", r.Name, j)
+		} else {
+			firstByName[r.Name] = i
+		}
+		c.trustRoot(rpath, r)
+	}
+}
+
+func (c *checker) trustRoot(path string, r *TrustRoot) {
+	r.PublicKey = nil // never keep a key from an earlier Validate
+	if r.Cert != "" || r.TSCert != "" {
+		c.add(path, "cert and tsCert belong to notation trust roots; a cosign trust root takes key")
+	}
+	switch {
+	case r.Keyless != nil:
+		c.add(path+".keyless", "keyless trust roots are not supported by this version yet")
+	case r.Key == "":
+		c.add(path+".key", "required (an inline PEM public key)")
+	default:
+		pub, err := parseKey(r.Key)
+		if err != nil {
+			c.add(path+".key", "%v", err)
+			return
+		}
+		r.PublicKey = pub
+	}
+}
+
+func (c *checker) rule(p *Policy, idx int) {
+	path, r := fmt.Sprintf("policy[%d]", idx), &p.Rules[idx]
+	if err := p.pattern(idx).err; err != nil {
+		c.add(path+".pattern", "%q: %v", r.Pattern, err)
+	}
+	for i, ns := range r.Namespaces {
+		if !isDNSLabel(ns) {
+			c.add(fmt.Sprintf("%s.namespaces[%d]", path, i), "%q is not a valid namespace name (DNS-1123 label: lower-case letters, digits and '-', at most 63)", ns)
+		}
+	}
+	c.mode(path+".mode", r.Mode)
+	switch r.With.Mode {
+	case "", "mutate", "insecureValidateOnly":
+	default:
+		c.add(path+".with.mode", "unknown mode %q (want \"mutate\" or \"insecureValidateOnly\"; both are ignored at the node)", r.With.Mode)
+	}
+	v := p.Validator(r.validatorName())
+	switch {
+	case v == nil && r.Validator == "":
+		c.add(path+".validator", "not set, and there is no validator named %q to default to", DefaultName)
+	case v == nil:
+		c.add(path+".validator", "no validator named %q", r.Validator)
+	case v.Type == TypeStatic:
+		if !isZeroWith(r.With) {
+			c.add(path+".with", "validator %q is static and takes no options", v.Name)
+		}
+	case v.Type == TypeCosign:
+		c.cosignWith(path+".with", r.With, v)
+	}
+}
+
+func (c *checker) cosignWith(path string, w With, v *Validator) {
+	selected := w.Selected(v)
+	if w.TrustRoot != AllTrustRoots && v.TrustRoot(selected[0]) == nil {
+		c.add(path+".trustRoot", "validator %q has no trust root named %q", v.Name, selected[0])
+	}
+	for i, name := range w.Required {
+		rpath := fmt.Sprintf("%s.required[%d]", path, i)
+		switch {
+		case v.TrustRoot(name) == nil:
+			c.add(rpath, "validator %q has no trust root named %q", v.Name, name)
+		case !slices.Contains(selected, name):
+			c.add(rpath, "trust root %q is not selected by trustRoot %q", name, selected[0])
+		case slices.Index(w.Required, name) < i:
+			c.add(rpath, "trust root %q is listed twice", name)
+		}
+	}
+	if w.Threshold != nil {
+		t := *w.Threshold
+		switch {
+		case t < 1:
+			c.add(path+".threshold", "%d is less than 1", t)
+		case t > len(selected):
+			c.add(path+".threshold", "%d is more than the %d selected trust root(s)", t, len(selected))
+		case t < len(w.Required):
+			c.add(path+".threshold", "%d is less than the %d required trust roots", t, len(w.Required))
+		}
+	}
+	if len(w.Delegations) > 0 {
+		c.add(path+".delegations", "delegations are for notaryv1 validators")
+	}
+}
+
+func isZeroWith(w With) bool {
+	return w.TrustRoot == "" && w.Threshold == nil && len(w.Required) == 0 &&
+		w.VerifyInTransparencyLog == nil && w.VerifySCT == nil && w.Mode == "" &&
+		len(w.Delegations) == 0
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+func isDNSLabel(s string) bool { return len(s) <= 63 && dnsLabel.MatchString(s) }
