@@ -1,0 +1,135 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
+	"github.com/nri-image-verifier/nri-image-verifier/verify"
+)
+
+// BuildFunc makes the verifier for one policy validator.
+type BuildFunc func(v *policy.Validator) (verify.Verifier, error)
+
+// Gate decides. It is safe for concurrent use; SetPolicy swaps the policy
+// atomically, so a decision sees either the old or the new one, never a mix.
+type Gate struct {
+	build BuildFunc
+	cache *verify.Cache
+	cur   atomic.Pointer[state]
+}
+
+type state struct {
+	pol       *policy.Policy
+	verifiers map[string]verify.Verifier
+}
+
+// New returns a gate enforcing pol.
+func New(pol *policy.Policy, build BuildFunc, cache *verify.Cache) (*Gate, error) {
+	if cache == nil {
+		cache = verify.NewCache(verify.CacheOptions{})
+	}
+	g := &Gate{build: build, cache: cache}
+	if err := g.SetPolicy(pol); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// SetPolicy builds the verifiers of pol and puts it in force. On error the
+// previous policy stays in force.
+func (g *Gate) SetPolicy(pol *policy.Policy) error {
+	if pol == nil {
+		return errors.New("no policy")
+	}
+	vs := make(map[string]verify.Verifier, len(pol.Validators))
+	for i := range pol.Validators {
+		v := &pol.Validators[i]
+		built, err := g.build(v)
+		if err != nil {
+			return fmt.Errorf("validator %q: %w", v.Name, err)
+		}
+		vs[v.Name] = built
+	}
+	old := g.cur.Swap(&state{pol: pol, verifiers: vs})
+	if old != nil && old.pol.Version != pol.Version {
+		// Verdicts are keyed by policy version; purging just frees memory.
+		g.cache.Purge()
+	}
+	return nil
+}
+
+// Policy returns the policy in force.
+func (g *Gate) Policy() *policy.Policy { return g.cur.Load().pol }
+
+// Cache returns the verdict cache (for metrics and benchmarks).
+func (g *Gate) Cache() *verify.Cache { return g.cache }
+
+// Decide answers for one container. It returns by ctx's deadline: when the
+// verification is still running then, the decision is a pending deny (or an
+// audit-mode allow) and the verdict is cached when it arrives.
+func (g *Gate) Decide(ctx context.Context, in Input) Decision {
+	start := time.Now()
+	d := g.decide(ctx, in)
+	d.Latency = time.Since(start)
+	return d
+}
+
+func (g *Gate) decide(ctx context.Context, in Input) Decision {
+	st := g.cur.Load()
+	d := Decision{Image: in.Image, Mode: string(st.pol.Mode)}
+	if d.Mode == "" {
+		d.Mode = string(policy.ModeEnforce)
+	}
+	if in.Image == "" {
+		return g.fail(d, "the runtime did not report the image name, so no policy rule can be chosen")
+	}
+	repo, err := policy.Repository(in.Image)
+	if err != nil {
+		return g.fail(d, fmt.Sprintf("cannot tell the image's repository from %q: %v", in.Image, err))
+	}
+	m, err := st.pol.Match(in.Image, in.Namespace)
+	if err != nil {
+		return g.fail(d, err.Error())
+	}
+	d.Image, d.Rule, d.Validator, d.Mode = m.Image, m.Rule.Pattern, m.Validator.Name, string(m.Mode)
+	if in.Digest == "" {
+		return g.fail(d, "the runtime did not report the image digest (containerd >= 2.4 sends it through NRI)")
+	}
+	v := st.verifiers[m.Validator.Name]
+	subject := verify.Subject{Repository: repo, Digest: in.Digest, ConfigDigest: in.ConfigDigest}
+	key := verify.Key(in.Digest, in.ConfigDigest, strconv.Itoa(m.Index), st.pol.Version)
+	verdict, err, hit := g.cache.Get(ctx, key, func(ctx context.Context) (verify.Verdict, error) {
+		return v.Verify(ctx, subject, m.Rule.With)
+	})
+	d.CacheHit = hit
+	switch {
+	case errors.Is(err, verify.ErrPending):
+		d.Pending = true
+		return g.fail(d, "verification still running; the container is refused until it finishes and will be allowed on retry if the image is signed")
+	case err != nil:
+		return g.fail(d, "verification failed: "+err.Error())
+	case !verdict.Allowed:
+		return g.fail(d, verdict.Reason)
+	}
+	d.Allowed, d.Verdict, d.Reason = true, VerdictAllow, verdict.Reason
+	return d
+}
+
+// fail turns a failed check into a deny, or into an allow in audit mode.
+func (g *Gate) fail(d Decision, reason string) Decision {
+	if d.Mode == string(policy.ModeAudit) {
+		d.Allowed, d.Verdict, d.Reason = true, VerdictAuditDeny, reason
+		return d
+	}
+	return deny(d, reason)
+}
+
+func deny(d Decision, reason string) Decision {
+	d.Allowed, d.Verdict, d.Reason = false, VerdictDeny, reason
+	return d
+}

@@ -1,0 +1,51 @@
+// Package report records decisions: a JSON audit line per decision (and,
+// later, Kubernetes Events and metrics). It knows nothing of signatures.
+package report
+
+import (
+	"context"
+	"io"
+	"log/slog"
+
+	"github.com/nri-image-verifier/nri-image-verifier/gate"
+)
+
+// Audit writes one JSON line per decision.
+type Audit struct {
+	log  *slog.Logger
+	node string
+}
+
+// NewAudit writes JSON lines to w. node names this node in every line.
+func NewAudit(w io.Writer, node string) *Audit {
+	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})
+	return &Audit{log: slog.New(h), node: node}
+}
+
+// Report writes the audit line for one decision. Denials are logged at
+// warning level so that a log pipeline can pick them out cheaply.
+func (a *Audit) Report(in gate.Input, d gate.Decision) {
+	level := slog.LevelInfo
+	if !d.Allowed || d.Verdict == gate.VerdictAuditDeny {
+		level = slog.LevelWarn
+	}
+	a.log.LogAttrs(context.Background(), level, "image decision",
+		slog.String("node", a.node),
+		slog.String("namespace", in.Namespace),
+		slog.String("pod", in.Pod),
+		slog.String("pod_uid", in.PodUID),
+		slog.String("container", in.Container),
+		slog.String("image", in.Image),
+		slog.String("digest", in.Digest),
+		slog.String("config_digest", in.ConfigDigest),
+		slog.String("rule", d.Rule),
+		slog.String("validator", d.Validator),
+		slog.String("mode", d.Mode),
+		slog.String("verdict", d.Verdict),
+		slog.Bool("allowed", d.Allowed),
+		slog.Bool("pending", d.Pending),
+		slog.String("reason", d.Reason),
+		slog.Float64("latency_ms", float64(d.Latency.Microseconds())/1000),
+		slog.Bool("cache_hit", d.CacheHit),
+	)
+}
