@@ -1,0 +1,126 @@
+package plugin
+
+import (
+	"context"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+
+	"github.com/nri-image-verifier/nri-image-verifier/gate"
+)
+
+// CreateContainer decides on the container before the runtime creates it.
+// An error refuses the container; the runtime shows its message to kubelet.
+func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	return nil, nil, p.check(ctx, pod, ctr)
+}
+
+// ValidateContainerAdjustment makes the plugin a validator: the runtime
+// calls it after every plugin has adjusted the container, and any error or
+// timeout there rejects the container, whatever the failure policy. It
+// normally repeats the CreateContainer decision without deciding or
+// reporting again; it decides afresh only if that decision is not
+// remembered (we connected in between, or it was evicted).
+func (p *Plugin) ValidateContainerAdjustment(ctx context.Context, req *api.ValidateContainerAdjustmentRequest) error {
+	return p.check(ctx, req.GetPod(), req.GetContainer())
+}
+
+// check returns nil to allow the container and an error to refuse it. The
+// first call for a container decides and reports; later ones reuse that.
+func (p *Plugin) check(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
+	start := time.Now()
+	key := Identity(pod, ctr)
+	e, owner := p.memo.claim(ctr.GetId(), key, start)
+	if owner {
+		in, d := p.decide(ctx, key, start)
+		e.complete(in, d)
+		p.reporter.Report(in, d)
+		return verdictError(in, d)
+	}
+
+	// Another request for this container is deciding (NRI serialises
+	// requests, so only in theory) or has decided: wait within our budget.
+	wctx, cancel := budget(ctx, start, p.cfg.Timeout, p.cfg.Margin)
+	defer cancel()
+	select {
+	case <-e.done:
+		return verdictError(e.in, e.d)
+	case <-wctx.Done():
+		return pendingError(key, "", "the decision for this container is not ready yet")
+	}
+}
+
+// decide resolves missing digests and asks the Decider, all within the
+// budget. It does not trust either to return on time: a request that
+// overruns the runtime's deadline gets the plugin dropped, and the runtime
+// then creates containers without us. So it stops waiting a little after the
+// budget and denies as pending; a late answer is discarded.
+func (p *Plugin) decide(ctx context.Context, in gate.Input, start time.Time) (gate.Input, gate.Decision) {
+	dctx, cancel := budget(ctx, start, p.cfg.Timeout, p.cfg.Margin)
+	defer cancel()
+
+	type result struct {
+		in gate.Input
+		d  gate.Decision
+	}
+	res := make(chan result, 1)
+	go func() {
+		in := p.resolve(dctx, in)
+		res <- result{in, p.decider.Decide(dctx, in)}
+	}()
+
+	select {
+	case r := <-res:
+		return r.in, r.d
+	case <-dctx.Done():
+	}
+	// The Decider should now be returning Pending; give it half the margin
+	// to do so, which still leaves time to answer the runtime.
+	grace := time.NewTimer(p.cfg.Margin / 2)
+	defer grace.Stop()
+	select {
+	case r := <-res:
+		return r.in, r.d
+	case <-grace.C:
+	case <-ctx.Done():
+	}
+	p.log.Warn("decider did not return by its deadline; denying", "image", in.Image, "digest", in.Digest,
+		"namespace", in.Namespace, "pod", in.Pod, "container", in.Container)
+	return in, gate.Decision{
+		Verdict: gate.VerdictDeny,
+		Pending: true,
+		Reason:  "no decision within " + time.Since(start).Round(time.Millisecond).String(),
+		Image:   in.Image,
+		Latency: time.Since(start),
+	}
+}
+
+// resolve fills in the digests the runtime did not send, if a Resolver is
+// configured. On failure the digest stays empty and the gate denies.
+func (p *Plugin) resolve(ctx context.Context, in gate.Input) gate.Input {
+	if in.Digest != "" || in.Image == "" || p.cfg.Resolver == nil {
+		return in
+	}
+	digest, config, err := p.cfg.Resolver.Resolve(ctx, in.Image)
+	if err != nil {
+		p.log.Warn("cannot resolve image digest", "image", in.Image, "error", err)
+		return in
+	}
+	in.Digest = digest
+	if in.ConfigDigest == "" {
+		in.ConfigDigest = config
+	}
+	return in
+}
+
+// budget derives the decision context: it ends Margin before the runtime's
+// deadline, so the answer arrives in time, and no later than Timeout from
+// start, so one slow image cannot hold the node's serialised NRI requests
+// for the whole runtime timeout.
+func budget(ctx context.Context, start time.Time, timeout, margin time.Duration) (context.Context, context.CancelFunc) {
+	deadline := start.Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Add(-margin).Before(deadline) {
+		deadline = d.Add(-margin)
+	}
+	return context.WithDeadline(ctx, deadline)
+}

@@ -1,0 +1,141 @@
+// Package plugin is the NRI side of the verifier: it registers with the
+// container runtime as an NRI plugin, turns each container about to be
+// created into a gate.Input, asks a Decider within the runtime's deadline and
+// refuses the container when the answer is not an allow. It knows nothing of
+// policies or signatures (see gate) nor of how decisions are recorded (see
+// report).
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+
+	"github.com/nri-image-verifier/nri-image-verifier/gate"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultName    = "nri-image-verifier"
+	DefaultIndex   = "10"
+	DefaultSocket  = api.DefaultSocketPath
+	DefaultTimeout = 1500 * time.Millisecond
+	DefaultMargin  = 200 * time.Millisecond
+)
+
+// Decider answers whether a container's image may run. It must return by the
+// deadline of ctx; when it cannot finish in time it returns a Decision with
+// Pending set.
+type Decider interface {
+	Decide(ctx context.Context, in gate.Input) gate.Decision
+}
+
+// Reporter records a decision. It is called once per container decision,
+// synchronously on the NRI request path, which the runtime serialises for
+// the whole node: it must queue and return, never wait on the network.
+type Reporter interface {
+	Report(in gate.Input, d gate.Decision)
+}
+
+// Resolver finds the digests of an image by name when the runtime did not
+// send them (containerd before 2.4 does not fill Container.Image). It is the
+// hook for asking containerd's image service; without one such containers
+// are decided with an empty Digest, which the gate denies.
+type Resolver interface {
+	Resolve(ctx context.Context, name string) (digest, configDigest string, err error)
+}
+
+// Config configures a Plugin. Zero fields take the defaults above.
+type Config struct {
+	// Name is the plugin name registered with NRI; the default validator's
+	// required_plugins must list it for the gate to fail closed.
+	Name string
+	// Index orders the plugin among the runtime's plugins ("00".."99").
+	Index string
+	// Socket is the runtime's NRI socket.
+	Socket string
+	// Timeout bounds one decision, whatever the runtime's deadline.
+	Timeout time.Duration
+	// Margin is kept free before the runtime's deadline to return the
+	// answer; a late answer makes the runtime drop the plugin.
+	Margin time.Duration
+	// Resolver, if set, fills in the digests the runtime did not send.
+	Resolver Resolver
+	// Logger receives connection events and the NRI stub's own messages.
+	Logger *slog.Logger
+}
+
+// Plugin is the NRI plugin. Create it with New, then call Run.
+type Plugin struct {
+	cfg      Config
+	decider  Decider
+	reporter Reporter
+	log      *slog.Logger
+	memo     *memo
+
+	running   atomic.Bool
+	connected atomic.Bool
+	// sessions counts completed synchronisations, so Run can tell a lost
+	// connection (reset the backoff) from a failed attempt (back off more).
+	sessions atomic.Uint64
+	// runtime is "name/version" of the runtime that configured us, for logs.
+	runtime atomic.Value
+}
+
+// New checks cfg, fills in defaults and returns a Plugin that is not yet
+// connected.
+func New(cfg Config, decider Decider, reporter Reporter) (*Plugin, error) {
+	if decider == nil {
+		return nil, errors.New("plugin: nil Decider")
+	}
+	if reporter == nil {
+		return nil, errors.New("plugin: nil Reporter")
+	}
+	if cfg.Name == "" {
+		cfg.Name = DefaultName
+	}
+	if cfg.Index == "" {
+		cfg.Index = DefaultIndex
+	}
+	if cfg.Socket == "" {
+		cfg.Socket = DefaultSocket
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Margin == 0 {
+		cfg.Margin = DefaultMargin
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	// Checked here because the stub would only reject them at connect time,
+	// inside the retry loop, where a typo would look like a missing runtime.
+	if err := api.CheckPluginName(cfg.Name); err != nil {
+		return nil, fmt.Errorf("plugin: %w", err)
+	}
+	if err := api.CheckPluginIndex(cfg.Index); err != nil {
+		return nil, fmt.Errorf("plugin: %w", err)
+	}
+	if cfg.Timeout < 0 || cfg.Margin < 0 {
+		return nil, fmt.Errorf("plugin: negative timeout %v or margin %v", cfg.Timeout, cfg.Margin)
+	}
+	return &Plugin{
+		cfg:      cfg,
+		decider:  decider,
+		reporter: reporter,
+		log:      cfg.Logger.With("component", "plugin"),
+		memo:     newMemo(memoCap, memoTTL),
+	}, nil
+}
+
+// Connected reports whether the plugin is registered with a runtime and
+// synchronised, i.e. whether containers are being checked. For readiness.
+func (p *Plugin) Connected() bool {
+	return p.connected.Load()
+}
