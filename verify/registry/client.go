@@ -1,0 +1,138 @@
+// Package registry is the registry client every validator shares. It wraps
+// go-containerregistry's remote package with what a node gate needs: one
+// HTTP transport for all requests (so connections are reused instead of
+// piling up, as they do with a client per check), size caps on everything a
+// registry sends, a timeout per request, digest checks on everything fetched
+// by digest, and errors that tell "not there" (a definitive answer) from
+// "could not ask" (a transient one).
+package registry
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultTimeout          = 10 * time.Second
+	DefaultMaxManifestBytes = 4 << 20
+	DefaultMaxBlobBytes     = 4 << 20
+	DefaultMaxSignatures    = 32
+	DefaultMaxIndexEntries  = 64
+	userAgent               = "nri-image-verifier"
+)
+
+// Options configure a Client. The zero value is usable.
+type Options struct {
+	// Keychain finds credentials per registry; default authn.DefaultKeychain
+	// (the docker config of the daemon's user). See DockerConfigKeychain.
+	Keychain authn.Keychain
+	// Timeout bounds each HTTP request, from sending it to reading the last
+	// byte of its body.
+	Timeout time.Duration
+	// MaxManifestBytes caps manifests, indexes and referrer lists.
+	MaxManifestBytes int64
+	// MaxBlobBytes caps blobs (signature payloads, bundles).
+	MaxBlobBytes int64
+	// MaxSignatures caps how many signatures (legacy layers) or referrers a
+	// validator examines per digest, so a registry cannot make it work
+	// without end.
+	MaxSignatures int
+	// MaxIndexEntries caps how many platform manifests of an index are
+	// fetched to find the one with a given config.
+	MaxIndexEntries int
+	// Transport replaces the HTTP transport (tests use it to count
+	// requests). Default: one tuned *http.Transport per Client.
+	Transport http.RoundTripper
+}
+
+func (o Options) withDefaults() Options {
+	if o.Keychain == nil {
+		o.Keychain = authn.DefaultKeychain
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxManifestBytes <= 0 {
+		o.MaxManifestBytes = DefaultMaxManifestBytes
+	}
+	if o.MaxBlobBytes <= 0 {
+		o.MaxBlobBytes = DefaultMaxBlobBytes
+	}
+	if o.MaxSignatures <= 0 {
+		o.MaxSignatures = DefaultMaxSignatures
+	}
+	if o.MaxIndexEntries <= 0 {
+		o.MaxIndexEntries = DefaultMaxIndexEntries
+	}
+	if o.Transport == nil {
+		o.Transport = newTransport()
+	}
+	return o
+}
+
+// Client reads from registries. It is safe for concurrent use and meant to
+// live as long as the process: it keeps connections and, per repository,
+// the authentication handshake (ping, token) of remote.Puller.
+type Client struct {
+	opts   Options
+	puller *remote.Puller
+}
+
+// New returns a Client.
+func New(opts Options) (*Client, error) {
+	opts = opts.withDefaults()
+	rt := &capTransport{
+		next:        opts.Transport,
+		timeout:     opts.Timeout,
+		manifestMax: opts.MaxManifestBytes,
+		blobMax:     opts.MaxBlobBytes,
+	}
+	p, err := remote.NewPuller(
+		remote.WithTransport(rt),
+		remote.WithAuthFromKeychain(opts.Keychain),
+		remote.WithUserAgent(userAgent),
+		// remote caps concurrent blob downloads per Puller (default 4);
+		// this one Puller serves every verification on the node.
+		remote.WithJobs(16),
+		// One quick retry for a 5xx or a reset connection. The default
+		// (1 s, then 3 s) would outlast the NRI request budget; the verdict
+		// cache retries errors soon anyway.
+		remote.WithRetryBackoff(remote.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 2}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("registry client: %w", err)
+	}
+	return &Client{opts: opts, puller: p}, nil
+}
+
+// Limits returns the options in force (with defaults filled in), so that
+// validators apply the same caps.
+func (c *Client) Limits() Options { return c.opts }
+
+// newTransport is http.DefaultTransport's settings with more idle
+// connections per host: a node talks to few registries, often.
+func newTransport() *http.Transport {
+	base, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		// Someone replaced the default; build ours from scratch.
+		return &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          100,
+			MaxIdleConnsPerHost:   16,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	t := base.Clone()
+	t.MaxIdleConnsPerHost = 16
+	return t
+}

@@ -1,0 +1,132 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Manifest is a manifest or index as the registry served it.
+type Manifest struct {
+	Raw []byte
+	// MediaType comes from the content's own mediaType field when present
+	// (the content is pinned by its digest, the Content-Type header is
+	// not), else from the header, else from the content's shape.
+	MediaType types.MediaType
+	// Digest is the sha256 of Raw (for a tag, what the tag points to now).
+	Digest v1.Hash
+}
+
+// Manifest fetches a manifest or index by digest or by tag. By digest, the
+// content must hash to that digest.
+func (c *Client) Manifest(ctx context.Context, ref name.Reference) (*Manifest, error) {
+	desc, err := c.puller.Get(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("fetching manifest %s: %w", ref, err)
+	}
+	algo := "sha256"
+	d, byDigest := ref.(name.Digest)
+	if byDigest {
+		want, err := v1.NewHash(d.DigestStr())
+		if err != nil {
+			return nil, fmt.Errorf("fetching manifest %s: %w", ref, err)
+		}
+		algo = want.Algorithm
+	}
+	got, err := hashOf(algo, desc.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("fetching manifest %s: %w", ref, err)
+	}
+	// remote checks this too; checking here keeps the guarantee local.
+	if byDigest && got.String() != d.DigestStr() {
+		return nil, fmt.Errorf("fetching manifest %s: %w (got %s)", ref, ErrDigestMismatch, got)
+	}
+	return &Manifest{Raw: desc.Manifest, MediaType: mediaTypeOf(desc.Manifest, desc.MediaType), Digest: got}, nil
+}
+
+// Blob fetches a blob by digest and checks that it hashes to it.
+func (c *Client) Blob(ctx context.Context, d name.Digest) ([]byte, error) {
+	want, err := v1.NewHash(d.DigestStr())
+	if err != nil {
+		return nil, fmt.Errorf("fetching blob %s: %w", d, err)
+	}
+	l, err := c.puller.Layer(ctx, d)
+	if err != nil {
+		return nil, fmt.Errorf("fetching blob %s: %w", d, err)
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, fmt.Errorf("fetching blob %s: %w", d, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc) // capped by capTransport
+	if err != nil {
+		return nil, fmt.Errorf("fetching blob %s: %w", d, err)
+	}
+	got, err := hashOf(want.Algorithm, b)
+	if err != nil {
+		return nil, fmt.Errorf("fetching blob %s: %w", d, err)
+	}
+	if got != want {
+		return nil, fmt.Errorf("fetching blob %s: %w (got %s)", d, ErrDigestMismatch, got)
+	}
+	return b, nil
+}
+
+// Resolve returns the digest a reference points to now (for the CLI; the
+// daemon never trusts tags).
+func (c *Client) Resolve(ctx context.Context, ref name.Reference) (v1.Hash, error) {
+	if d, ok := ref.(name.Digest); ok {
+		return v1.NewHash(d.DigestStr())
+	}
+	desc, err := c.puller.Head(ctx, ref)
+	if err == nil {
+		return desc.Digest, nil
+	}
+	if IsNotFound(err) {
+		return v1.Hash{}, fmt.Errorf("resolving %s: %w", ref, err)
+	}
+	// Some registries answer HEAD without Docker-Content-Digest: GET and hash.
+	m, gerr := c.Manifest(ctx, ref)
+	if gerr != nil {
+		return v1.Hash{}, fmt.Errorf("resolving %s: %w", ref, gerr)
+	}
+	return m.Digest, nil
+}
+
+func hashOf(algo string, b []byte) (v1.Hash, error) {
+	h, err := v1.Hasher(algo)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	h.Write(b)
+	return v1.NewHash(fmt.Sprintf("%s:%x", algo, h.Sum(nil)))
+}
+
+func mediaTypeOf(raw []byte, header types.MediaType) types.MediaType {
+	var shape struct {
+		MediaType types.MediaType `json:"mediaType"`
+		Manifests json.RawMessage `json:"manifests"`
+		Config    json.RawMessage `json:"config"`
+	}
+	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&shape); err != nil {
+		return header
+	}
+	switch {
+	case shape.MediaType != "":
+		return shape.MediaType
+	case header != "":
+		return header
+	case shape.Manifests != nil:
+		return types.OCIImageIndex
+	case shape.Config != nil:
+		return types.OCIManifestSchema1
+	}
+	return ""
+}

@@ -1,0 +1,42 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// EmptyConfigType is the OCI empty descriptor's media type, the config of
+// artifacts that follow the OCI 1.1 artifact guidance (cosign's bundles).
+const EmptyConfigType = "application/vnd.oci.empty.v1+json"
+
+// Referrers lists the OCI 1.1 referrers of d that may have the given
+// artifactType. It uses the referrers API and, where the registry lacks it,
+// the referrers tag (sha256-<hex>), as remote.Referrers does.
+//
+// Besides exact matches it returns entries whose artifactType is empty or
+// EmptyConfigType: registries that derive artifactType from config.mediaType
+// alone (go-containerregistry's own pkg/registry among them) list every
+// cosign bundle that way. The caller must check the artifactType of the
+// referrer manifest it fetches.
+func (c *Client) Referrers(ctx context.Context, d name.Digest, artifactType string) ([]v1.Descriptor, error) {
+	idx, err := remote.Referrers(d, remote.Reuse(c.puller), remote.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("listing referrers of %s: %w", d, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("listing referrers of %s: %w", d, err)
+	}
+	var out []v1.Descriptor
+	for _, desc := range im.Manifests {
+		switch desc.ArtifactType {
+		case artifactType, EmptyConfigType, "":
+			out = append(out, desc)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,134 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// capTransport sits under go-containerregistry's auth and retry transports,
+// so it sees every request (ping, token, manifest, blob, redirect hop). It
+// gives each request its own deadline and fails any response whose body is
+// larger than the cap for its kind: a hostile or broken registry must not
+// make the daemon buffer gigabytes (remote's own manifest limit is 100 MiB,
+// blobs have none).
+type capTransport struct {
+	next        http.RoundTripper
+	timeout     time.Duration
+	manifestMax int64
+	blobMax     int64
+}
+
+func (t *capTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
+	resp, err := t.next.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded) && req.Context().Err() == nil
+		cancel()
+		if timedOut {
+			// http.Client adds the method and URL.
+			return nil, fmt.Errorf("no response within the %s request timeout: %w", t.timeout, err)
+		}
+		return nil, err
+	}
+	if req.Method == http.MethodHead {
+		// A HEAD response announces the size of the GET body without
+		// sending it; nothing to cap.
+		resp.Body = &cappedBody{rc: resp.Body, limit: -1, ctx: ctx, parent: req.Context(), cancel: cancel, req: req, t: t}
+		return resp, nil
+	}
+	limit, kind := t.limitFor(req)
+	if resp.ContentLength > limit {
+		resp.Body.Close()
+		cancel()
+		return nil, fmt.Errorf("%w: Content-Length %d exceeds the %s size cap of %d bytes", ErrTooLarge, resp.ContentLength, kind, limit)
+	}
+	resp.Body = &cappedBody{rc: resp.Body, limit: limit, kind: kind, ctx: ctx, parent: req.Context(), cancel: cancel, req: req, t: t}
+	return resp, nil
+}
+
+// limitFor picks the cap from the registry API path. A redirect hop (a blob
+// served from a CDN) is classified by the request that was redirected.
+func (t *capTransport) limitFor(req *http.Request) (int64, string) {
+	for r := req; r != nil; {
+		switch apiKind(r.URL.Path) {
+		case "blobs":
+			return t.blobMax, "blob"
+		case "manifests", "referrers", "tags":
+			return t.manifestMax, "manifest"
+		}
+		if r.Response == nil {
+			break
+		}
+		r = r.Response.Request
+	}
+	// Ping and token responses: small in practice; use the larger cap.
+	return max(t.manifestMax, t.blobMax), "response"
+}
+
+// apiKind returns "manifests", "blobs", ... for /v2/<name>/<kind>/<ref>.
+func apiKind(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if len(parts) < 4 || parts[0] != "v2" {
+		return ""
+	}
+	return parts[len(parts)-2]
+}
+
+func tooLarge(req *http.Request, kind string, limit int64, detail string) error {
+	return fmt.Errorf("%s %s: %w: %s exceeds the %s size cap of %d bytes", req.Method, redactURL(req), ErrTooLarge, detail, kind, limit)
+}
+
+// redactURL drops query and user info: a redirect to object storage carries
+// its credentials in the query.
+func redactURL(req *http.Request) string {
+	u := *req.URL
+	u.RawQuery = ""
+	u.User = nil
+	return u.String()
+}
+
+// cappedBody counts what is read and fails once the cap is passed. It also
+// owns the request's deadline, released on Close.
+type cappedBody struct {
+	rc     io.ReadCloser
+	limit  int64 // -1: no cap
+	kind   string
+	read   int64
+	ctx    context.Context
+	parent context.Context
+	cancel context.CancelFunc
+	req    *http.Request
+	t      *capTransport
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if b.limit >= 0 {
+		if b.read > b.limit {
+			return 0, tooLarge(b.req, b.kind, b.limit, "body")
+		}
+		// Read at most one byte past the cap: enough to know it is passed.
+		if room := b.limit - b.read + 1; int64(len(p)) > room {
+			p = p[:room]
+		}
+	}
+	n, err := b.rc.Read(p)
+	b.read += int64(n)
+	if b.limit >= 0 && b.read > b.limit {
+		return n - int(b.read-b.limit), tooLarge(b.req, b.kind, b.limit, "body")
+	}
+	if err != nil && err != io.EOF && errors.Is(b.ctx.Err(), context.DeadlineExceeded) && b.parent.Err() == nil {
+		err = fmt.Errorf("%s %s: body not read within the %s request timeout: %w", b.req.Method, redactURL(b.req), b.t.timeout, err)
+	}
+	return n, err
+}
+
+func (b *cappedBody) Close() error {
+	err := b.rc.Close()
+	b.cancel()
+	return err
+}
