@@ -1,0 +1,124 @@
+// Package cosign is the key-based cosign validator. It finds an image's
+// signatures in both formats cosign writes, the v2 `sha256-<hex>.sig` tag
+// (simple-signing payload) and the v3 Sigstore bundle attached as an OCI 1.1
+// referrer (DSSE in-toto statement), and checks them with the policy's
+// public keys only: no transparency log, no TUF root, nothing dialled but
+// the image's registry.
+//
+// A signature counts for a trust root when it verifies with the root's key
+// and names, as its signed content, the very digest it was found under.
+package cosign
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
+	"github.com/nri-image-verifier/nri-image-verifier/verify"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
+)
+
+// Verifier is a cosign validator. It is safe for concurrent use.
+type Verifier struct {
+	validator *policy.Validator
+	reg       *registry.Client
+	roots     map[string]*trustRoot
+}
+
+var _ verify.Verifier = (*Verifier)(nil)
+
+// New builds the validator's trust roots (parsed keys) once.
+func New(v *policy.Validator, reg *registry.Client) (*Verifier, error) {
+	if v == nil {
+		return nil, fmt.Errorf("cosign validator: none given")
+	}
+	if reg == nil {
+		return nil, fmt.Errorf("cosign validator %q: no registry client", v.Name)
+	}
+	if len(v.TrustRoots) == 0 {
+		return nil, fmt.Errorf("cosign validator %q: no trust roots", v.Name)
+	}
+	roots := make(map[string]*trustRoot, len(v.TrustRoots))
+	for _, tr := range v.TrustRoots {
+		r, err := newTrustRoot(tr)
+		if err != nil {
+			return nil, fmt.Errorf("cosign validator %q: %w", v.Name, err)
+		}
+		roots[tr.Name] = r
+	}
+	return &Verifier{validator: v, reg: reg, roots: roots}, nil
+}
+
+// Verify looks up the signatures of s's candidate digests (see
+// registry.Client.Candidates) and applies with's threshold and required
+// roots. Registry failures that leave the answer open are returned as
+// errors; everything else is a verdict.
+func (v *Verifier) Verify(ctx context.Context, s verify.Subject, with policy.With) (verify.Verdict, error) {
+	names := with.Selected(v.validator)
+	roots := make([]*trustRoot, 0, len(names))
+	for _, n := range names {
+		r, ok := v.roots[n]
+		if !ok {
+			return deny("trust root %q is not defined in cosign validator %q", n, v.validator.Name), nil
+		}
+		roots = append(roots, r)
+	}
+	// Never below 1: a cosign rule never admits an unsigned image.
+	threshold, required := with.Need(v.validator)
+
+	repo, err := name.NewRepository(s.Repository)
+	if err != nil {
+		return deny("repository %q is not valid: %v", s.Repository, err), nil
+	}
+	if _, err := v1.NewHash(s.Digest); err != nil {
+		return deny("image digest %q is not valid: %v", s.Digest, err), nil
+	}
+
+	// The top-level digest is a candidate whatever the chain check finds,
+	// so its signatures are looked up while the chain is checked.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	t := newTally(len(roots))
+	var wg sync.WaitGroup
+	lookUp := func(c string) {
+		wg.Add(2)
+		go func() { defer wg.Done(); t.add(v.legacy(ctx, repo, c, roots)) }()
+		go func() { defer wg.Done(); t.add(v.bundles(ctx, repo, c, roots)) }()
+	}
+	lookUp(s.Digest)
+	cands, err := v.reg.Candidates(ctx, repo, s.Digest, s.ConfigDigest)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		if registry.IsDefinitive(err) {
+			return deny("%v", err), nil
+		}
+		return verify.Verdict{}, fmt.Errorf("cosign validator %q: %w", v.validator.Name, err)
+	}
+	for _, c := range cands {
+		if c != s.Digest {
+			lookUp(c)
+		}
+	}
+	wg.Wait()
+
+	verdict := t.verdict(cands, names, threshold, required)
+	if !verdict.Allowed && t.err != nil {
+		// A signature we could not fetch might have met the policy.
+		return verify.Verdict{}, fmt.Errorf("cosign validator %q: %w", v.validator.Name, t.err)
+	}
+	return verdict, nil
+}
+
+func deny(format string, args ...any) verify.Verdict {
+	return verify.Verdict{Reason: fmt.Sprintf(format, args...)}
+}
+
+// sigTag is the legacy signature tag of digest: sha256-<hex>.sig.
+func sigTag(repo name.Repository, digest string) name.Tag {
+	return repo.Tag(strings.Replace(digest, ":", "-", 1) + ".sig")
+}

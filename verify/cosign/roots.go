@@ -1,0 +1,112 @@
+package cosign
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
+	sgroot "github.com/sigstore/sigstore-go/pkg/root"
+	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+	"github.com/sigstore/sigstore/pkg/signature"
+)
+
+// trustRoot is one policy trust root, ready to verify both formats.
+type trustRoot struct {
+	name string
+	// legacy checks `.sig` signatures: cosign v2 signs with SHA-256 for
+	// every key type (pure Ed25519 for Ed25519).
+	legacy signature.Verifier
+	// bundle checks Sigstore bundles against this key alone, with no
+	// transparency log or timestamp (key-based verification needs none).
+	bundle *sgverify.Verifier
+}
+
+func newTrustRoot(tr policy.TrustRoot) (*trustRoot, error) {
+	if tr.PublicKey == nil {
+		if tr.Keyless != nil {
+			return nil, fmt.Errorf("trust root %q: keyless verification is not supported", tr.Name)
+		}
+		return nil, fmt.Errorf("trust root %q: no public key", tr.Name)
+	}
+	legacy, err := signature.LoadVerifier(tr.PublicKey, crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("trust root %q: %w", tr.Name, err)
+	}
+	bv, err := bundleKeyVerifier(tr.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("trust root %q: %w", tr.Name, err)
+	}
+	// The bundle's key hint is the signer's claim: ignore it and always
+	// answer with this root's key. Zero validity bounds: valid at any time,
+	// there being no trusted time to check against.
+	material := sgroot.NewTrustedPublicKeyMaterial(func(string) (sgroot.TimeConstrainedVerifier, error) {
+		return sgroot.NewExpiringKey(bv, time.Time{}, time.Time{}), nil
+	})
+	// Only the predicate type is read, so the predicate is not decoded.
+	sv, err := sgverify.NewVerifier(material, sgverify.WithNoObserverTimestamps(), sgverify.WithoutStatementPredicate())
+	if err != nil {
+		return nil, fmt.Errorf("trust root %q: %w", tr.Name, err)
+	}
+	return &trustRoot{name: tr.Name, legacy: legacy, bundle: sv}, nil
+}
+
+// bundleKeyVerifier accepts what cosign v3 and sigstore-go sign with: the
+// key's default algorithm (ECDSA P-384 with SHA-384, ...) and, for ECDSA,
+// also SHA-256, which older clients used for every curve.
+func bundleKeyVerifier(pub crypto.PublicKey) (signature.Verifier, error) {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		sha256v, err := signature.LoadVerifier(k, crypto.SHA256)
+		if err != nil || k.Curve == elliptic.P256() {
+			return sha256v, err
+		}
+		def, err := signature.LoadDefaultVerifier(k)
+		if err != nil {
+			return nil, err
+		}
+		return &anyVerifier{vs: []signature.Verifier{def, sha256v}}, nil
+	case *rsa.PublicKey, ed25519.PublicKey:
+		// RSA PKCS#1 v1.5 with SHA-256; pure Ed25519 (sigstore-go's choice
+		// for DSSE).
+		return signature.LoadVerifier(k, crypto.SHA256)
+	default:
+		return nil, fmt.Errorf("unsupported public key type %T", pub)
+	}
+}
+
+// anyVerifier accepts a signature that one of its verifiers accepts.
+type anyVerifier struct{ vs []signature.Verifier }
+
+func (a *anyVerifier) PublicKey(opts ...signature.PublicKeyOption) (crypto.PublicKey, error) {
+	return a.vs[0].PublicKey(opts...)
+}
+
+func (a *anyVerifier) VerifySignature(sig, msg io.Reader, opts ...signature.VerifyOption) error {
+	// Both are small here: a signature and a DSSE pre-authentication
+	// encoding of a capped blob.
+	s, err := io.ReadAll(sig)
+	if err != nil {
+		return err
+	}
+	m, err := io.ReadAll(msg)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, v := range a.vs {
+		err := v.VerifySignature(bytes.NewReader(s), bytes.NewReader(m), opts...)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,143 @@
+package cosign
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/nri-image-verifier/nri-image-verifier/verify"
+)
+
+// How telling a note on a failed signature is; the verdict's reason shows
+// the most telling one.
+const (
+	rankMalformed = iota + 1 // not a readable cosign signature
+	rankKey                  // does not verify with any selected key
+	rankContent              // verifies, but the signed content is not a cosign image signature
+	rankDigest               // verifies, but names another digest
+)
+
+// finding is what one examined signature came to.
+type finding struct {
+	signedBy []int // indexes of the selected roots it counts for
+	note     string
+	rank     int
+}
+
+func failed(rank int, format string, args ...any) finding {
+	return finding{rank: rank, note: fmt.Sprintf(format, args...)}
+}
+
+// result is one lookup: one candidate digest, one format.
+type result struct {
+	findings []finding
+	skipped  int   // signatures not examined: over the cap
+	err      error // transient: the lookup is incomplete
+}
+
+// tally gathers the results of all lookups of one verification.
+type tally struct {
+	mu      sync.Mutex
+	signed  []bool // per selected root
+	found   int
+	best    finding
+	skipped int
+	err     error
+}
+
+func newTally(roots int) *tally { return &tally{signed: make([]bool, roots)} }
+
+func (t *tally) add(r result) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, f := range r.findings {
+		t.found++
+		for _, i := range f.signedBy {
+			t.signed[i] = true
+		}
+		if len(f.signedBy) == 0 && f.rank > t.best.rank {
+			t.best = f
+		}
+	}
+	t.skipped += r.skipped
+	if r.err != nil && t.err == nil {
+		t.err = r.err
+	}
+}
+
+// verdict applies the threshold and the required roots to what was found.
+func (t *tally) verdict(cands, names []string, threshold int, required []string) verify.Verdict {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var signers []string
+	for i, n := range names {
+		if t.signed[i] {
+			signers = append(signers, n)
+		}
+	}
+	var missing []string
+	for _, r := range required {
+		if !slices.Contains(signers, r) {
+			missing = append(missing, r)
+		}
+	}
+	if len(signers) >= threshold && len(missing) == 0 {
+		return verify.Verdict{
+			Allowed: true,
+			Signers: signers,
+			Reason:  fmt.Sprintf("signed by trust roots %v (threshold %d)", signers, threshold),
+		}
+	}
+	var reason string
+	switch {
+	case t.found == 0:
+		reason = noSignature(cands)
+	case len(signers) == 0:
+		reason = fmt.Sprintf("%s found, none verified with %s: %s", plural(t.found, "signature"), rootsPhrase(names), t.best.note)
+	case len(signers) < threshold:
+		reason = fmt.Sprintf("threshold %d not met: signed by %v", threshold, signers)
+		if len(missing) > 0 {
+			reason += "; " + missingPhrase(missing)
+		}
+	default:
+		reason = fmt.Sprintf("%s: signed by %v (threshold %d)", missingPhrase(missing), signers, threshold)
+	}
+	if t.skipped > 0 {
+		reason += fmt.Sprintf(" (%s over the cap not examined)", plural(t.skipped, "more signature"))
+	}
+	return verify.Verdict{Reason: reason, Signers: signers}
+}
+
+func noSignature(cands []string) string {
+	tags := make([]string, len(cands))
+	for i, c := range cands {
+		tags[i] = strings.Replace(c, ":", "-", 1) + ".sig"
+	}
+	if len(cands) == 1 {
+		return fmt.Sprintf("no cosign signature found for %s (looked for tag %s and OCI referrers)", cands[0], tags[0])
+	}
+	return fmt.Sprintf("no cosign signature found for %s (looked for tags %s and OCI referrers of each)",
+		strings.Join(cands, " or "), strings.Join(tags, ", "))
+}
+
+func rootsPhrase(names []string) string {
+	if len(names) == 1 {
+		return fmt.Sprintf("trust root %q", names[0])
+	}
+	return fmt.Sprintf("trust roots %v", names)
+}
+
+func missingPhrase(missing []string) string {
+	if len(missing) == 1 {
+		return fmt.Sprintf("missing required root %q", missing[0])
+	}
+	return fmt.Sprintf("missing required roots %v", missing)
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}

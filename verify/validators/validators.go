@@ -1,0 +1,27 @@
+// Package validators maps a policy validator type to its implementation.
+package validators
+
+import (
+	"fmt"
+
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
+	"github.com/nri-image-verifier/nri-image-verifier/verify"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/cosign"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/static"
+)
+
+// Builder returns the constructor (a gate.BuildFunc) for every validator type this build knows,
+// all sharing one registry client (one transport, reused connections).
+func Builder(reg *registry.Client) func(*policy.Validator) (verify.Verifier, error) {
+	return func(v *policy.Validator) (verify.Verifier, error) {
+		switch v.Type {
+		case policy.TypeStatic:
+			return static.New(v)
+		case policy.TypeCosign:
+			return cosign.New(v, reg)
+		default:
+			return nil, fmt.Errorf("validator type %q is not supported by this version", v.Type)
+		}
+	}
+}
