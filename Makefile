@@ -1,0 +1,30 @@
+# nri-image-verifier. `make test` is what CI runs (.ci/run).
+GO        ?= go
+TAGS      ?= nri_no_wasm
+BIN       ?= bin
+GOFLAGS_T := -tags $(TAGS)
+
+.PHONY: all build test vet unit demo fuzz clean
+
+all: build
+
+build:
+	$(GO) build $(GOFLAGS_T) -trimpath -o $(BIN)/nri-image-verifier ./cmd/nri-image-verifier
+
+vet:
+	$(GO) vet $(GOFLAGS_T) ./...
+
+# Unit and integration tests. Everything runs on loopback; nothing is mocked
+# that can run here for real (NRI runtime side, OCI registry, signatures).
+test: vet
+	$(GO) test $(GOFLAGS_T) -race -count=1 -timeout 20m ./...
+
+# A short run of every fuzz target; FUZZTIME=10m for a longer one.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test $(GOFLAGS_T) -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./policy/
+	$(GO) test $(GOFLAGS_T) -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME) ./policy/
+	$(GO) test $(GOFLAGS_T) -run '^$$' -fuzz '^FuzzIdentity$$' -fuzztime $(FUZZTIME) ./plugin/
+
+clean:
+	rm -rf $(BIN)

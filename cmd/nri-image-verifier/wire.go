@@ -1,0 +1,70 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/nri-image-verifier/nri-image-verifier/gate"
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
+	"github.com/nri-image-verifier/nri-image-verifier/verify"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/validators"
+)
+
+// verifierFlags are the flags `run` and `verify` share: where the policy is,
+// how to reach registries, how long answers are kept.
+type verifierFlags struct {
+	policy         string
+	dockerConfig   string
+	requestTimeout time.Duration
+	verifyTimeout  time.Duration
+	allowTTL       time.Duration
+	denyTTL        time.Duration
+	errorTTL       time.Duration
+}
+
+func (f *verifierFlags) register(fs *flag.FlagSet) {
+	def := verify.DefaultCacheOptions()
+	fs.StringVar(&f.policy, "policy", "", "policy file (required)")
+	fs.StringVar(&f.dockerConfig, "docker-config", "", "docker config.json with registry credentials (default: the user's docker config, if any)")
+	fs.DurationVar(&f.requestTimeout, "registry-timeout", registry.DefaultTimeout, "timeout of one registry request")
+	fs.DurationVar(&f.verifyTimeout, "verify-timeout", def.VerifyTimeout, "timeout of one whole verification (it goes on after the NRI deadline, in the background)")
+	fs.DurationVar(&f.allowTTL, "cache-allow-ttl", def.PositiveTTL, "how long an allow verdict is cached")
+	fs.DurationVar(&f.denyTTL, "cache-deny-ttl", def.NegativeTTL, "how long a deny verdict is cached (a signature may be added later)")
+	fs.DurationVar(&f.errorTTL, "cache-error-ttl", def.ErrorTTL, "how long a transient failure (registry down) is cached")
+}
+
+// build loads the policy and makes the gate with its registry client.
+func (f *verifierFlags) build() (*gate.Gate, *registry.Client, error) {
+	if f.policy == "" {
+		return nil, nil, fmt.Errorf("--policy is required")
+	}
+	pol, err := policy.Load(f.policy)
+	if err != nil {
+		return nil, nil, fmt.Errorf("invalid policy %s:\n%w", f.policy, err)
+	}
+	opts := registry.Options{Timeout: f.requestTimeout}
+	if f.dockerConfig != "" {
+		kc, err := registry.DockerConfigKeychain(f.dockerConfig)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--docker-config: %w", err)
+		}
+		opts.Keychain = kc
+	}
+	reg, err := registry.New(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	cache := verify.NewCache(verify.CacheOptions{
+		PositiveTTL:   f.allowTTL,
+		NegativeTTL:   f.denyTTL,
+		ErrorTTL:      f.errorTTL,
+		VerifyTimeout: f.verifyTimeout,
+	})
+	g, err := gate.New(pol, validators.Builder(reg), cache)
+	if err != nil {
+		return nil, nil, fmt.Errorf("policy %s: %w", f.policy, err)
+	}
+	return g, reg, nil
+}
