@@ -4,7 +4,7 @@ TAGS      ?= nri_no_wasm
 BIN       ?= bin
 GOFLAGS_T := -tags $(TAGS)
 
-.PHONY: all build test vet unit demo fuzz clean
+.PHONY: all build test vet demo bench fuzz clean
 
 all: build
 
@@ -18,6 +18,10 @@ vet:
 # that can run here for real (NRI runtime side, OCI registry, signatures).
 test: vet
 	$(GO) test $(GOFLAGS_T) -race -count=1 -timeout 20m ./...
+
+# Benchmarks (speed targets live here, never in timed tests).
+bench:
+	$(GO) test $(GOFLAGS_T) -run '^$$' -bench . -benchmem -count 5 ./gate/ ./policy/
 
 # A short run of every fuzz target; FUZZTIME=10m for a longer one.
 FUZZTIME ?= 10s

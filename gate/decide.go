@@ -26,6 +26,7 @@ type Gate struct {
 type state struct {
 	pol       *policy.Policy
 	verifiers map[string]verify.Verifier
+	matches   matchCache
 }
 
 // New returns a gate enforcing pol.
@@ -88,14 +89,14 @@ func (g *Gate) decide(ctx context.Context, in Input) Decision {
 	if in.Image == "" {
 		return g.fail(d, "the runtime did not report the image name, so no policy rule can be chosen")
 	}
-	repo, err := policy.Repository(in.Image)
-	if err != nil {
-		return g.fail(d, fmt.Sprintf("cannot tell the image's repository from %q: %v", in.Image, err))
+	r := st.matches.lookup(st.pol, in.Image, in.Namespace)
+	if r.repoErr != nil {
+		return g.fail(d, fmt.Sprintf("cannot tell the image's repository from %q: %v", in.Image, r.repoErr))
 	}
-	m, err := st.pol.Match(in.Image, in.Namespace)
-	if err != nil {
-		return g.fail(d, err.Error())
+	if r.err != nil {
+		return g.fail(d, r.err.Error())
 	}
+	repo, m := r.repo, r.m
 	d.Image, d.Rule, d.Validator, d.Mode = m.Image, m.Rule.Pattern, m.Validator.Name, string(m.Mode)
 	if in.Digest == "" {
 		return g.fail(d, "the runtime did not report the image digest (containerd >= 2.4 sends it through NRI)")

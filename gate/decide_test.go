@@ -61,7 +61,7 @@ func staticVerifier(ok bool) verify.Verifier {
 	})
 }
 
-func newGate(t *testing.T, src string, f *fakes) *Gate {
+func newGate(t testing.TB, src string, f *fakes) *Gate {
 	t.Helper()
 	pol, err := policy.Parse([]byte(src))
 	if err != nil {
