@@ -39,6 +39,9 @@ func policyCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: OK (%d validators, %d rules, version %.12s)\n",
 		fs.Arg(0), len(pol.Validators), len(pol.Rules), pol.Version)
+	for _, w := range pol.Warnings() {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
 	return exitOK
 }
 

@@ -71,6 +71,7 @@ func runCmd(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go watchPolicy(ctx, vf.policy, g, log)
+	warn(log, g.Policy())
 	log.Info("nri-image-verifier starting", "policy", vf.policy, "policy_version", g.Policy().Version,
 		"nri_socket", pc.Socket, "plugin", pc.Index+"-"+pc.Name)
 	if err := p.Run(ctx); err != nil {
@@ -93,6 +94,7 @@ func watchPolicy(ctx context.Context, path string, g *gate.Gate, log *slog.Logge
 				log.Error("policy reload rejected; keeping the last good policy", "policy", path, "error", err.Error())
 				return
 			}
+			warn(log, p)
 			log.Info("policy reloaded", "policy", path, "policy_version", p.Version)
 		},
 		func(err error) {
@@ -113,4 +115,11 @@ func openAudit(path string) (io.Writer, func(), error) {
 		return nil, nil, err
 	}
 	return f, func() { f.Close() }, nil
+}
+
+// warn logs the policy settings that load but have no effect here.
+func warn(log *slog.Logger, p *policy.Policy) {
+	for _, w := range p.Warnings() {
+		log.Warn("policy setting has no effect", "warning", w)
+	}
 }

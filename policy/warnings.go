@@ -1,0 +1,35 @@
+package policy
+
+import "fmt"
+
+// Warnings lists settings that load but do nothing at the node, so that a
+// team moving a Connaisseur file here learns what it does not get. In
+// particular Connaisseur checks the transparency log by default and this
+// version does not.
+func (p *Policy) Warnings() []string {
+	var ws []string
+	for i, v := range p.Validators {
+		at := fmt.Sprintf("validators[%d] (%s)", i, v.Name)
+		if v.Auth != nil && v.Auth.SecretName != "" {
+			ws = append(ws, at+".auth.secretName: not used at the node; registry credentials come from --docker-config")
+		}
+		if v.Host != nil && (v.Host.Rekor != "" || v.Host.RekorPubkey != "" || v.Host.FulcioCert != "" || v.Host.CTLogPubkey != "") {
+			ws = append(ws, at+".host: transparency log and Fulcio settings are not used by this version (key-based verification only)")
+		}
+		if v.Cert != "" {
+			ws = append(ws, at+".cert: a private registry CA is not supported by this version yet; the system roots are used")
+		}
+	}
+	for i, r := range p.Rules {
+		at := fmt.Sprintf("policy[%d] (%s)", i, r.Pattern)
+		if r.With.Mode != "" {
+			ws = append(ws, fmt.Sprintf("%s.with.mode %q: an admission setting, ignored at the node", at, r.With.Mode))
+		}
+		if isTrue(r.With.VerifyInTransparencyLog) || isTrue(r.With.VerifySCT) {
+			ws = append(ws, at+".with: verifyInTransparencyLog/verifySCT requested, but this version does not check the transparency log or SCTs")
+		}
+	}
+	return ws
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }

@@ -1,0 +1,47 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestWarnings(t *testing.T) {
+	base := "validators:\n- name: allow\n  type: static\n  approve: true\n" +
+		"  auth: {secretName: regcred}\npolicy:\n- pattern: \"*:*\"\n  validator: allow\n"
+	p, err := Parse([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := p.Warnings()
+	if len(ws) != 1 || !strings.Contains(ws[0], "validators[0] (allow).auth.secretName") {
+		t.Fatalf("warnings = %q", ws)
+	}
+	clean, err := Parse([]byte("validators:\n- name: allow\n  type: static\n  approve: true\npolicy:\n- pattern: \"*:*\"\n  validator: allow\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws := clean.Warnings(); len(ws) != 0 {
+		t.Fatalf("clean policy warns: %q", ws)
+	}
+}
+
+func TestWarningsConnaisseurCosign(t *testing.T) {
+	p := mustParse(t, `
+validators:
+- name: default
+  type: cosign
+  host: {rekor: rekor.example.com}
+  trustRoots:
+  - name: default
+    key: KEY_P256
+policy:
+- pattern: "*:*"
+  with: {verifyInTransparencyLog: true, mode: mutate}
+`)
+	ws := strings.Join(p.Warnings(), "\n")
+	for _, want := range []string{"validators[0] (default).host", "policy[0] (*:*).with.mode \"mutate\"", "verifyInTransparencyLog"} {
+		if !strings.Contains(ws, want) {
+			t.Errorf("warnings lack %q:\n%s", want, ws)
+		}
+	}
+}
