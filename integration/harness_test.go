@@ -127,6 +127,11 @@ func (rt *runtime) create(namespace, name, digest, config string) (id string, er
 		Namespace: namespace, Uid: fmt.Sprintf("uid-%d", n)}
 	ctr := &api.Container{Id: id, PodSandboxId: pod.Id, Name: "app",
 		Image: &api.Image{Name: name, Digest: digest, ConfigDigest: config}}
+	if digest == "" {
+		// What containerd before 2.4 sends: no image, only the annotation.
+		ctr.Image = nil
+		ctr.Annotations = map[string]string{"io.kubernetes.cri.image-name": name}
+	}
 	b := rt.r.BlockPluginSync()
 	defer b.Unblock()
 	_, err = rt.r.CreateContainer(context.Background(), &api.CreateContainerRequest{Pod: pod, Container: ctr})
@@ -170,6 +175,9 @@ func startPlugin(t *testing.T, rt *runtime, policyFile string, extra ...string) 
 		"--audit-log", p.audit,
 		"--docker-config", dockerConfig,
 		"--node-name", "it-node",
+		// Never the system's containerd: the fallback resolver finds no
+		// socket here, so an image without digest is denied.
+		"--containerd-socket", filepath.Join(dir, "no-containerd.sock"),
 		"--log-level", "debug",
 	}, extra...)
 	p.cmd = exec.Command(binary, args...)

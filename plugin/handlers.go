@@ -101,15 +101,14 @@ func (p *Plugin) resolve(ctx context.Context, in gate.Input) gate.Input {
 	if in.Digest != "" || in.Image == "" || p.cfg.Resolver == nil {
 		return in
 	}
-	digest, config, err := p.cfg.Resolver.Resolve(ctx, in.Image)
+	img, err := p.cfg.Resolver.Resolve(ctx, in.Image)
 	if err != nil {
 		p.log.Warn("cannot resolve image digest", "image", in.Image, "error", err)
 		return in
 	}
-	in.Digest = digest
-	if in.ConfigDigest == "" {
-		in.ConfigDigest = config
-	}
+	// The resolved name replaces a bare image ID, so that the rule for the
+	// image's repository applies.
+	in.Image, in.Digest, in.ConfigDigest = img.Name, img.Digest, img.ConfigDigest
 	return in
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
+	"github.com/nri-image-verifier/nri-image-verifier/plugin/resolve"
 )
 
 // These tests drive the plugin through the real NRI runtime side
@@ -353,15 +354,15 @@ func TestValidateReusesDecision(t *testing.T) {
 	}
 }
 
-type fakeResolver struct{ digest, config string }
+type fakeResolver struct{ name, digest, config string }
 
-func (f fakeResolver) Resolve(context.Context, string) (string, string, error) {
-	return f.digest, f.config, nil
+func (f fakeResolver) Resolve(context.Context, string) (resolve.Image, error) {
+	return resolve.Image{Name: f.name, Digest: f.digest, ConfigDigest: f.config}, nil
 }
 
 func TestResolverFillsMissingDigest(t *testing.T) {
 	dec, rep := &fakeDecider{fn: allow}, &fakeReporter{}
-	p, err := New(Config{Logger: testLogger(t), Resolver: fakeResolver{testDigest, testConfig}}, dec, rep)
+	p, err := New(Config{Logger: testLogger(t), Resolver: fakeResolver{"127.0.0.1:5000/resolved:v1", testDigest, testConfig}}, dec, rep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +372,8 @@ func TestResolverFillsMissingDigest(t *testing.T) {
 		t.Fatal(err)
 	}
 	inputs, _ := dec.calls()
-	if len(inputs) != 1 || inputs[0].Digest != testDigest || inputs[0].ConfigDigest != testConfig {
+	if len(inputs) != 1 || inputs[0].Digest != testDigest || inputs[0].ConfigDigest != testConfig ||
+		inputs[0].Image != "127.0.0.1:5000/resolved:v1" {
 		t.Errorf("Decide inputs = %+v, want resolved digests", inputs)
 	}
 	if rep.in[0] != inputs[0] {

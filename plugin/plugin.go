@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
+	"github.com/nri-image-verifier/nri-image-verifier/plugin/resolve"
 )
 
 // Defaults for Config fields left zero.
@@ -42,12 +43,13 @@ type Reporter interface {
 	Report(in gate.Input, d gate.Decision)
 }
 
-// Resolver finds the digests of an image by name when the runtime did not
-// send them (containerd before 2.4 does not fill Container.Image). It is the
-// hook for asking containerd's image service; without one such containers
-// are decided with an empty Digest, which the gate denies.
+// Resolver finds an image's name and digests when the runtime did not send
+// them (containerd before 2.4 does not fill Container.Image): ref is the CRI
+// image-name annotation, a name or a bare image ID. resolve.Resolver asks
+// containerd's image store; without a Resolver such containers are decided
+// with an empty Digest, which the gate denies.
 type Resolver interface {
-	Resolve(ctx context.Context, name string) (digest, configDigest string, err error)
+	Resolve(ctx context.Context, ref string) (resolve.Image, error)
 }
 
 // Config configures a Plugin. Zero fields take the defaults above.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
+	"github.com/nri-image-verifier/nri-image-verifier/plugin/resolve"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/report"
 )
@@ -29,6 +30,8 @@ func runCmd(args []string, stderr io.Writer) int {
 	fs.StringVar(&pc.Index, "plugin-index", plugin.DefaultIndex, "NRI plugin index (two digits; orders plugins)")
 	fs.DurationVar(&pc.Timeout, "decision-timeout", plugin.DefaultTimeout, "longest a container create waits for a verdict; keep it below containerd's plugin_request_timeout")
 	fs.DurationVar(&pc.Margin, "deadline-margin", plugin.DefaultMargin, "time kept before the NRI request deadline to send the answer")
+	ctrdSocket := fs.String("containerd-socket", "/run/containerd/containerd.sock",
+		`containerd's socket, used only when the runtime does not send the image digest through NRI (containerd < 2.4); "" turns that fallback off`)
 	auditPath := fs.String("audit-log", "-", `where JSON audit lines go: a file (appended) or "-" for stdout`)
 	node := fs.String("node-name", os.Getenv("NODE_NAME"), "node name in audit lines (default $NODE_NAME, else the host name)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -61,6 +64,15 @@ func runCmd(args []string, stderr io.Writer) int {
 	defer closeAudit()
 	if *node == "" {
 		*node, _ = os.Hostname()
+	}
+	if *ctrdSocket != "" {
+		r, err := resolve.New(*ctrdSocket, resolve.Namespace)
+		if err != nil {
+			log.Error("cannot start", "error", err.Error())
+			return exitDeny
+		}
+		defer r.Close()
+		pc.Resolver = r
 	}
 	p, err := plugin.New(pc, g, report.NewAudit(auditW, *node))
 	if err != nil {

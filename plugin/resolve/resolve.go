@@ -1,0 +1,163 @@
+// Package resolve finds a container's image digest through containerd's own
+// API when the runtime does not send it through NRI (containerd before 2.4
+// fills no Container.Image). It reads containerd's image store, the same
+// records the runtime made the container's rootfs from, never a registry.
+package resolve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	contentapi "github.com/containerd/containerd/api/services/content/v1"
+
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
+)
+
+// Namespace is the containerd namespace kubelet's containers live in.
+const Namespace = "k8s.io"
+
+// Image is a resolved image: a name the policy can match and the digests
+// containerd's record holds.
+type Image struct {
+	Name         string
+	Digest       string
+	ConfigDigest string
+}
+
+// Resolver reads containerd's image store over its gRPC socket.
+type Resolver struct {
+	conn      *grpc.ClientConn
+	images    imagesapi.ImagesClient
+	content   contentapi.ContentClient
+	namespace string
+	platform  platformMatcher
+}
+
+// New connects (lazily) to containerd's socket. namespace "" means
+// Namespace.
+func New(socket, namespace string) (*Resolver, error) {
+	if namespace == "" {
+		namespace = Namespace
+	}
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("containerd socket %s: %w", socket, err)
+	}
+	return &Resolver{
+		conn:      conn,
+		images:    imagesapi.NewImagesClient(conn),
+		content:   contentapi.NewContentClient(conn),
+		namespace: namespace,
+		platform:  defaultPlatform(),
+	}, nil
+}
+
+// Close closes the connection.
+func (r *Resolver) Close() error { return r.conn.Close() }
+
+// Resolve finds the image containerd knows by ref: a name (tag or digest
+// reference, as the CRI image-name annotation carries it) or a bare image ID
+// (sha256 of the config). For an ID it finds the repository names that
+// containerd holds for the same target, since a policy matches names.
+func (r *Resolver) Resolve(ctx context.Context, ref string) (Image, error) {
+	ctx = metadata.AppendToOutgoingContext(ctx, "containerd-namespace", r.namespace)
+	if policy.IsImageID(ref) {
+		return r.resolveID(ctx, ref)
+	}
+	norm, err := policy.Normalize(ref)
+	if err != nil {
+		return Image{}, fmt.Errorf("image %q: %w", ref, err)
+	}
+	img, err := r.get(ctx, norm, ref)
+	if err != nil {
+		return Image{}, err
+	}
+	return r.describe(ctx, norm, img)
+}
+
+// get looks a name up as containerd stores it (normalised), then as given.
+func (r *Resolver) get(ctx context.Context, names ...string) (*imagesapi.Image, error) {
+	var last error
+	for _, n := range names {
+		resp, err := r.images.Get(ctx, &imagesapi.GetImageRequest{Name: n})
+		if err == nil {
+			return resp.GetImage(), nil
+		}
+		if status.Code(err) != codes.NotFound {
+			return nil, fmt.Errorf("containerd: get image %q: %w", n, err)
+		}
+		last = err
+	}
+	return nil, fmt.Errorf("containerd has no image %q: %w", names[0], last)
+}
+
+// resolveID maps an image ID to a repository name. The CRI plugin keeps an
+// image record named by the ID beside the tag and digest records; they share
+// a target. Names are tried in a fixed order, tags before digests, so the
+// same image always meets the same rule.
+func (r *Resolver) resolveID(ctx context.Context, id string) (Image, error) {
+	if !strings.HasPrefix(id, "sha256:") {
+		id = "sha256:" + id
+	}
+	img, err := r.get(ctx, id)
+	if err != nil {
+		return Image{}, err
+	}
+	target := img.GetTarget().GetDigest()
+	list, err := r.images.List(ctx, &imagesapi.ListImagesRequest{Filters: []string{"target.digest==" + target}})
+	if err != nil {
+		return Image{}, fmt.Errorf("containerd: list images with target %s: %w", target, err)
+	}
+	var names []string
+	for _, i := range list.GetImages() {
+		if !policy.IsImageID(i.GetName()) {
+			if _, err := policy.Repository(i.GetName()); err == nil {
+				names = append(names, i.GetName())
+			}
+		}
+	}
+	if len(names) == 0 {
+		return Image{}, fmt.Errorf("image %s is known to containerd only by its ID, so no policy rule can be chosen", id)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if da, db := strings.Contains(a, "@"), strings.Contains(b, "@"); da != db {
+			if da {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a, b)
+	})
+	res, err := r.describe(ctx, names[0], img)
+	if err != nil {
+		return Image{}, err
+	}
+	if res.ConfigDigest != id {
+		return Image{}, fmt.Errorf("image ID %s: containerd's record leads to config %s", id, res.ConfigDigest)
+	}
+	return res, nil
+}
+
+// describe reads the record's target to find the config digest for this
+// node's platform.
+func (r *Resolver) describe(ctx context.Context, name string, img *imagesapi.Image) (Image, error) {
+	t := img.GetTarget()
+	if t == nil || t.GetDigest() == "" {
+		return Image{}, errors.New("containerd: image record without a target")
+	}
+	cfg, err := r.configOf(ctx, t.GetMediaType(), t.GetDigest(), 0)
+	if err != nil {
+		return Image{}, fmt.Errorf("image %s (%s): %w", name, t.GetDigest(), err)
+	}
+	return Image{Name: name, Digest: t.GetDigest(), ConfigDigest: cfg}, nil
+}
