@@ -38,43 +38,10 @@ type subject struct {
 // image: artifactType the bundle media type, empty config, one layer.
 func SignBundle(t testing.TB, repo, digest string, s *Signer, opts SignOptions) {
 	t.Helper()
-	r := parseRepo(t, repo)
-	named := digest
-	if opts.PayloadDigest != "" {
-		named = opts.PayloadDigest
-	}
-	algo, hex, ok := strings.Cut(named, ":")
-	if !ok {
-		t.Fatalf("testimage: %q is not a digest", named)
-	}
+	raw := BundleJSON(t, repo, digest, s, opts)
 	pt := CosignSignPredicateType
 	if opts.PredicateType != "" {
 		pt = opts.PredicateType
-	}
-	data, err := json.Marshal(statement{
-		Type:          InTotoStatementType,
-		Subject:       []subject{{Name: r.Name(), Digest: map[string]string{algo: hex}}},
-		PredicateType: pt,
-		Predicate:     map[string]any{},
-	})
-	if err != nil {
-		t.Fatalf("testimage: statement: %v", err)
-	}
-	pb, err := sign.Bundle(&sign.DSSEData{Data: data, PayloadType: InTotoPayloadType}, s.keypair(t), sign.BundleOptions{})
-	if err != nil {
-		t.Fatalf("testimage: sign bundle: %v", err)
-	}
-	if opts.Tamper {
-		env := pb.GetDsseEnvelope()
-		env.Payload = bytes.Replace(env.Payload, []byte(r.Name()), []byte(r.Name()+"-tampered"), 1)
-	}
-	b, err := bundle.NewBundle(pb)
-	if err != nil {
-		t.Fatalf("testimage: bundle: %v", err)
-	}
-	raw, err := b.MarshalJSON()
-	if err != nil {
-		t.Fatalf("testimage: bundle JSON: %v", err)
 	}
 	var ann map[string]string
 	if !opts.NoAnnotations {
@@ -160,3 +127,48 @@ type rawManifest struct {
 
 func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
 func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
+
+// BundleJSON makes the Sigstore bundle SignBundle attaches, without pushing
+// it: the signed in-toto statement names repo and digest.
+func BundleJSON(t testing.TB, repo, digest string, s *Signer, opts SignOptions) []byte {
+	t.Helper()
+	r := parseRepo(t, repo)
+	named := digest
+	if opts.PayloadDigest != "" {
+		named = opts.PayloadDigest
+	}
+	algo, hex, ok := strings.Cut(named, ":")
+	if !ok {
+		t.Fatalf("testimage: %q is not a digest", named)
+	}
+	pt := CosignSignPredicateType
+	if opts.PredicateType != "" {
+		pt = opts.PredicateType
+	}
+	data, err := json.Marshal(statement{
+		Type:          InTotoStatementType,
+		Subject:       []subject{{Name: r.Name(), Digest: map[string]string{algo: hex}}},
+		PredicateType: pt,
+		Predicate:     map[string]any{},
+	})
+	if err != nil {
+		t.Fatalf("testimage: statement: %v", err)
+	}
+	pb, err := sign.Bundle(&sign.DSSEData{Data: data, PayloadType: InTotoPayloadType}, s.keypair(t), sign.BundleOptions{})
+	if err != nil {
+		t.Fatalf("testimage: sign bundle: %v", err)
+	}
+	if opts.Tamper {
+		env := pb.GetDsseEnvelope()
+		env.Payload = bytes.Replace(env.Payload, []byte(r.Name()), []byte(r.Name()+"-tampered"), 1)
+	}
+	b, err := bundle.NewBundle(pb)
+	if err != nil {
+		t.Fatalf("testimage: bundle: %v", err)
+	}
+	raw, err := b.MarshalJSON()
+	if err != nil {
+		t.Fatalf("testimage: bundle JSON: %v", err)
+	}
+	return raw
+}
