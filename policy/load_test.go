@@ -203,13 +203,6 @@ policy: [{pattern: '*'}]`, []string{`validators[2].name: duplicate validator nam
 			[]string{"validators[0].trustRoots[0].key: ECDSA key on curve P-521, need P-256 or P-384"}},
 		{"root with notation cert", "validators: [{name: default, type: cosign, trustRoots: [{name: default, key: KEY_P256, cert: x}]}]\npolicy: [{pattern: '*'}]",
 			[]string{"validators[0].trustRoots[0]: cert and tsCert belong to notation"}},
-		{"notaryv1", `
-validators:
-- name: default
-  type: notaryv1
-  host: notary.docker.io
-  trustRoots: [{name: default, key: KEY_P256}]
-policy: [{pattern: '*', with: {delegations: [releases]}}]`, []string{`validators[0].type: validator type "notaryv1" is not supported by this version yet`}},
 		{"notation", `
 validators:
 - name: default
@@ -284,9 +277,8 @@ func TestValidationCollectsAll(t *testing.T) {
 mode: loud
 validators:
 - name: default
-  type: notaryv1
-  host: notary.docker.io
-  trustRoots: [{name: default, key: KEY_P256}]
+  type: notation
+  trustRoots: [{name: default, cert: x}]
 - name: c
   type: cosign
   trustRoots: [{name: default, key: KEY_RSA1024}]

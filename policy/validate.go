@@ -1,10 +1,13 @@
 package policy
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 )
@@ -81,12 +84,14 @@ func (c *checker) validator(path string, v *Validator) {
 		}
 	case TypeCosign:
 		c.cosign(path, v)
-	case "notaryv1", "notation":
+	case TypeNotaryV1:
+		c.notaryV1(path, v)
+	case "notation":
 		c.add(path+".type", "validator type %q is not supported by this version yet", v.Type)
 	case "":
-		c.add(path+".type", "must be set (%q or %q)", TypeStatic, TypeCosign)
+		c.add(path+".type", "must be set (%q, %q or %q)", TypeStatic, TypeCosign, TypeNotaryV1)
 	default:
-		c.add(path+".type", "unknown validator type %q (want %q or %q)", v.Type, TypeStatic, TypeCosign)
+		c.add(path+".type", "unknown validator type %q (want %q, %q or %q)", v.Type, TypeStatic, TypeCosign, TypeNotaryV1)
 	}
 }
 
@@ -102,8 +107,13 @@ func (c *checker) cosign(path string, v *Validator) {
 			c.add(path+".cert", "not PEM certificates: %v", err)
 		}
 	}
+	c.trustRoots(path, v)
+}
+
+// trustRoots checks the named keys of a cosign or notaryv1 validator.
+func (c *checker) trustRoots(path string, v *Validator) {
 	if len(v.TrustRoots) == 0 {
-		c.add(path+".trustRoots", "a cosign validator needs at least one trust root")
+		c.add(path+".trustRoots", "a %s validator needs at least one trust root", v.Type)
 	}
 	firstByName := map[string]int{}
 	for i := range v.TrustRoots {
@@ -116,16 +126,18 @@ func (c *checker) cosign(path string, v *Validator) {
 		} else {
 			firstByName[r.Name] = i
 		}
-		c.trustRoot(rpath, r)
+		c.trustRoot(rpath, r, v.Type)
 	}
 }
 
-func (c *checker) trustRoot(path string, r *TrustRoot) {
+func (c *checker) trustRoot(path string, r *TrustRoot, typ string) {
 	r.PublicKey = nil // never keep a key from an earlier Validate
 	if r.Cert != "" || r.TSCert != "" {
-		c.add(path, "cert and tsCert belong to notation trust roots; a cosign trust root takes key")
+		c.add(path, "cert and tsCert belong to notation trust roots; a %s trust root takes key", typ)
 	}
 	switch {
+	case r.Keyless != nil && typ == TypeNotaryV1:
+		c.add(path+".keyless", "a notaryv1 trust root is the repository's root public key (key), not a keyless identity")
 	case r.Keyless != nil:
 		c.add(path+".keyless", "keyless trust roots are not supported by this version yet")
 	case r.Key == "":
@@ -134,6 +146,11 @@ func (c *checker) trustRoot(path string, r *TrustRoot) {
 		pub, err := parseKey(r.Key)
 		if err != nil {
 			c.add(path+".key", "%v", err)
+			return
+		}
+		if _, ok := pub.(ed25519.PublicKey); ok && typ == TypeNotaryV1 {
+			// Notary root keys are X.509 certificates of ECDSA or RSA keys.
+			c.add(path+".key", "an Ed25519 key cannot be a notary root key (notary roots are ECDSA or RSA)")
 			return
 		}
 		r.PublicKey = pub
@@ -168,6 +185,8 @@ func (c *checker) rule(p *Policy, idx int) {
 		}
 	case v.Type == TypeCosign:
 		c.cosignWith(path+".with", r.With, v)
+	case v.Type == TypeNotaryV1:
+		c.notaryV1With(path+".with", r.With, v)
 	}
 }
 
@@ -201,6 +220,115 @@ func (c *checker) cosignWith(path string, w With, v *Validator) {
 	if len(w.Delegations) > 0 {
 		c.add(path+".delegations", "delegations are for notaryv1 validators")
 	}
+}
+
+func (c *checker) notaryV1(path string, v *Validator) {
+	if v.Approve != nil {
+		c.add(path+".approve", "only static validators take approve")
+	}
+	if v.Host != nil && *v.Host != (Host{Server: v.Host.Server}) {
+		c.add(path+".host", "a notaryv1 validator takes the notary server URL as a string, not an object")
+	} else if _, err := NotaryServer(v); err != nil {
+		c.add(path+".host", "%v", err)
+	}
+	if v.Cert != "" {
+		if _, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(v.Cert)); err != nil {
+			c.add(path+".cert", "not PEM certificates: %v", err)
+		}
+	}
+	c.trustRoots(path, v)
+}
+
+func (c *checker) notaryV1With(path string, w With, v *Validator) {
+	selected := w.Selected(v)
+	if w.TrustRoot != AllTrustRoots && v.TrustRoot(selected[0]) == nil {
+		c.add(path+".trustRoot", "validator %q has no trust root named %q", v.Name, selected[0])
+	}
+	// Connaisseur's notaryv1 validator has no threshold: every selected
+	// root key must have signed the root metadata. Accepting the cosign
+	// options here would suggest otherwise.
+	if w.Threshold != nil {
+		c.add(path+".threshold", "threshold is for cosign validators; a notaryv1 rule needs every selected root key")
+	}
+	if len(w.Required) > 0 {
+		c.add(path+".required", "required is for cosign validators; a notaryv1 rule needs every selected root key")
+	}
+	if w.VerifyInTransparencyLog != nil || w.VerifySCT != nil {
+		c.add(path, "verifyInTransparencyLog and verifySCT are for cosign validators")
+	}
+	seen := map[string]int{}
+	for i, d := range w.Delegations {
+		dpath := fmt.Sprintf("%s.delegations[%d]", path, i)
+		role := NotaryDelegationRole(d)
+		name := strings.TrimPrefix(role, notaryTargets)
+		switch {
+		case name == "":
+			c.add(dpath, "must not be empty")
+		case len(role) > 255 || !delegationName.MatchString(name):
+			c.add(dpath, "%q is not a notary delegation name (lower-case letters, digits, '-' and '_', path segments separated by '/')", d)
+		default:
+			if j, dup := seen[role]; dup {
+				c.add(dpath, "delegation %q is listed twice (also delegations[%d])", role, j)
+			} else {
+				seen[role] = i
+			}
+		}
+	}
+}
+
+// TypeNotaryV1 is the Notary v1 (Docker Content Trust) validator type.
+const TypeNotaryV1 = "notaryv1"
+
+// DefaultNotaryServer is the server of a notaryv1 validator without host:
+// Docker Hub's notary, as in Connaisseur.
+const DefaultNotaryServer = "https://notary.docker.io"
+
+const notaryTargets = "targets/"
+
+// delegationName is notary's delegation name grammar (tuf/data.IsDelegation)
+// without the "targets/" prefix, and without empty or dot segments.
+var delegationName = regexp.MustCompile(`^[-a-z0-9_]+(/[-a-z0-9_]+)*$`)
+
+// NotaryDelegationRole returns the notary role of a with.delegations entry:
+// "releases" and "targets/releases" both name the role "targets/releases"
+// (Connaisseur's reading).
+func NotaryDelegationRole(name string) string {
+	if strings.HasPrefix(name, notaryTargets) {
+		return name
+	}
+	return notaryTargets + name
+}
+
+// NotaryServer returns the notary server of a notaryv1 validator: host as
+// given, with https:// when it names no scheme (as Connaisseur reads it),
+// or DefaultNotaryServer when host is unset. The URL has no trailing slash.
+func NotaryServer(v *Validator) (*url.URL, error) {
+	raw := DefaultNotaryServer
+	if v.Host != nil && strings.TrimSpace(v.Host.Server) != "" {
+		raw = strings.TrimSpace(v.Host.Server)
+	}
+	if !strings.Contains(raw, "://") {
+		raw = "https://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("not a URL: %w", err)
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http":
+		return nil, fmt.Errorf("%q: scheme must be https or http", raw)
+	case u.Hostname() == "":
+		return nil, fmt.Errorf("%q: no host", raw)
+	case u.User != nil:
+		// Credentials come from the docker config, never from the policy.
+		return nil, fmt.Errorf("%q: credentials in the URL are not allowed", u.Redacted())
+	case u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+		return nil, fmt.Errorf("%q: a query or fragment is not allowed", raw)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
 }
 
 func isZeroWith(w With) bool {

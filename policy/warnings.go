@@ -16,7 +16,7 @@ func (p *Policy) Warnings() []string {
 		if v.Host != nil && (v.Host.Rekor != "" || v.Host.RekorPubkey != "" || v.Host.FulcioCert != "" || v.Host.CTLogPubkey != "") {
 			ws = append(ws, at+".host: transparency log and Fulcio settings are not used by this version (key-based verification only)")
 		}
-		if v.Cert != "" {
+		if v.Cert != "" && v.Type != TypeNotaryV1 {
 			ws = append(ws, at+".cert: a private registry CA is not supported by this version yet; the system roots are used")
 		}
 	}

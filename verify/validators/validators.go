@@ -7,6 +7,7 @@ import (
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/cosign"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/notaryv1"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/static"
 )
@@ -20,6 +21,14 @@ func Builder(reg *registry.Client) func(*policy.Validator) (verify.Verifier, err
 			return static.New(v)
 		case policy.TypeCosign:
 			return cosign.New(v, reg)
+		case policy.TypeNotaryV1:
+			// The notary server's credentials come from the same docker
+			// config as the registries', under the server's host name.
+			var opts notaryv1.Options
+			if reg != nil {
+				opts.Keychain, opts.Timeout = reg.Limits().Keychain, reg.Limits().Timeout
+			}
+			return notaryv1.New(v, opts)
 		default:
 			return nil, fmt.Errorf("validator type %q is not supported by this version", v.Type)
 		}

@@ -1,0 +1,9 @@
+package notarytest
+
+import "syscall"
+
+// sysProcAttr makes the kernel kill notary-server if the test process dies
+// without cleaning up.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
