@@ -4,7 +4,7 @@ TAGS      ?= nri_no_wasm
 BIN       ?= bin
 GOFLAGS_T := -tags $(TAGS)
 
-.PHONY: all build test vet demo bench fuzz clean
+.PHONY: all build test vet demo e2e bench fuzz clean
 
 all: build
 
@@ -22,6 +22,17 @@ test: vet
 # Benchmarks (speed targets live here, never in timed tests).
 bench:
 	$(GO) test $(GOFLAGS_T) -run '^$$' -bench . -benchmem -count 5 ./gate/ ./policy/
+
+# The README's "run it": a real containerd (built once, cached outside the
+# clone) with nri-image-verifier in front, a loopback registry, a signed and
+# an unsigned image. Root, Debian, Go and apt; see hack/demo.sh.
+demo:
+	hack/demo.sh
+
+# Only the real-containerd end-to-end tests (also part of `make test`).
+# Root; NIV_SKIP_CONTAINERD=1 skips them.
+e2e:
+	$(GO) test $(GOFLAGS_T) -count=1 -timeout 20m -v ./integration/containerd/
 
 # A short run of every fuzz target; FUZZTIME=10m for a longer one.
 FUZZTIME ?= 10s
