@@ -1,5 +1,7 @@
-// Package report records decisions: a JSON audit line per decision (and,
-// later, Kubernetes Events and metrics). It knows nothing of signatures.
+// Package report records decisions: a JSON audit line per decision, a
+// Kubernetes Event on the Pod per refusal, and Prometheus metrics. Every
+// Reporter is called on the NRI request path and must not block. It knows
+// nothing of signatures.
 package report
 
 import (

@@ -2,13 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
@@ -35,6 +41,9 @@ func runCmd(args []string, stderr io.Writer) int {
 	auditPath := fs.String("audit-log", "-", `where JSON audit lines go: a file (appended) or "-" for stdout`)
 	node := fs.String("node-name", os.Getenv("NODE_NAME"), "node name in audit lines (default $NODE_NAME, else the host name)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	events := fs.Bool("events", true, "record a Kubernetes Event on the Pod for every refusal and audit-mode would-be refusal")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig of the API server that receives Events (default: the pod's service account, when running in a cluster)")
+	httpAddr := fs.String("http-addr", "", `address serving /metrics, /healthz and /readyz, e.g. ":9797" ("" turns it off)`)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -51,6 +60,8 @@ func runCmd(args []string, stderr io.Writer) int {
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 	pc.Logger = log
 
+	metrics := report.NewMetrics()
+	vf.metrics = metrics
 	g, _, err := vf.build()
 	if err != nil {
 		log.Error("cannot start", "error", err.Error())
@@ -74,15 +85,39 @@ func runCmd(args []string, stderr io.Writer) int {
 		defer r.Close()
 		pc.Resolver = r
 	}
-	p, err := plugin.New(pc, g, report.NewAudit(auditW, *node))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	reporters := report.Tee{report.NewAudit(auditW, *node), metrics}
+	if *events {
+		if ev := startEvents(ctx, *kubeconfig, *node, metrics, log); ev != nil {
+			defer ev.Close()
+			reporters = append(reporters, ev)
+		}
+	}
+	p, err := plugin.New(pc, g, reporters)
 	if err != nil {
 		log.Error("cannot start", "error", err.Error())
 		return exitDeny
 	}
+	metrics.WatchNRI(p.Connected)
+	if *httpAddr != "" {
+		ready := func() error {
+			if !p.Connected() {
+				return errors.New("not registered with the container runtime over NRI")
+			}
+			if g.Policy() == nil {
+				return errors.New("no policy loaded")
+			}
+			return nil
+		}
+		if err := serveHTTP(ctx, *httpAddr, report.Handler(metrics, ready), log); err != nil {
+			log.Error("cannot start", "error", err.Error())
+			return exitDeny
+		}
+	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	go watchPolicy(ctx, vf.policy, g, log)
+	go watchPolicy(ctx, vf.policy, g, metrics, log)
 	warn(log, g.Policy())
 	log.Info("nri-image-verifier starting", "policy", vf.policy, "policy_version", g.Policy().Version,
 		"nri_socket", pc.Socket, "plugin", pc.Index+"-"+pc.Name)
@@ -96,20 +131,23 @@ func runCmd(args []string, stderr io.Writer) int {
 
 // watchPolicy reloads the policy when its file changes. A new version that
 // does not load or build is rejected and the last good one stays in force.
-func watchPolicy(ctx context.Context, path string, g *gate.Gate, log *slog.Logger) {
+func watchPolicy(ctx context.Context, path string, g *gate.Gate, m *report.Metrics, log *slog.Logger) {
 	err := policy.Watch(ctx, path,
 		func(p *policy.Policy) {
 			if p.Version == g.Policy().Version {
 				return // the watch's first read, or a touch without change
 			}
 			if err := g.SetPolicy(p); err != nil {
+				m.PolicyReload(err)
 				log.Error("policy reload rejected; keeping the last good policy", "policy", path, "error", err.Error())
 				return
 			}
+			m.PolicyReload(nil)
 			warn(log, p)
 			log.Info("policy reloaded", "policy", path, "policy_version", p.Version)
 		},
 		func(err error) {
+			m.PolicyReload(err)
 			log.Error("policy reload rejected; keeping the last good policy", "policy", path,
 				"policy_version", g.Policy().Version, "error", err.Error())
 		})
@@ -134,4 +172,64 @@ func warn(log *slog.Logger, p *policy.Policy) {
 	for _, w := range p.Warnings() {
 		log.Warn("policy setting has no effect", "warning", w)
 	}
+}
+
+// startEvents connects the Event recorder to the API server, or returns nil
+// after one log line when there is no API to talk to: refusals are then
+// still enforced and in the audit log.
+func startEvents(ctx context.Context, kubeconfig, node string, m *report.Metrics, log *slog.Logger) *report.Events {
+	ev, host, err := newEvents(ctx, kubeconfig, node, m, log)
+	switch {
+	case errors.Is(err, report.ErrNoAPI):
+		log.Info("Kubernetes Events are off", "reason", err.Error())
+	case err != nil:
+		log.Error("Kubernetes Events are off; containers are still checked", "error", err.Error())
+	default:
+		log.Info("recording Kubernetes Events", "api", host, "node", node)
+	}
+	return ev
+}
+
+func newEvents(ctx context.Context, kubeconfig, node string, m *report.Metrics, log *slog.Logger) (*report.Events, string, error) {
+	cfg, err := report.RESTConfig(kubeconfig)
+	if err != nil {
+		return nil, "", err
+	}
+	// client-go logs through klog; send it to our JSON log.
+	klog.SetSlogLogger(log.With("component", "client-go"))
+	sink, err := report.NewEventSink(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	ev, err := report.NewEvents(report.EventsConfig{Sink: sink, Node: node, Metrics: m, Logger: log})
+	if err != nil {
+		return nil, "", err
+	}
+	if err := ev.Start(ctx); err != nil {
+		return nil, "", fmt.Errorf("events: %w", err)
+	}
+	return ev, cfg.Host, nil
+}
+
+// serveHTTP listens on addr now, so that a taken port fails the start, and
+// serves h until ctx is done.
+func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP server stopped", "addr", addr, "error", err.Error())
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Info("serving metrics and health", "addr", ln.Addr().String())
+	return nil
 }

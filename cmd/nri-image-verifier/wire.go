@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
+	"github.com/nri-image-verifier/nri-image-verifier/report"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/validators"
@@ -22,6 +25,10 @@ type verifierFlags struct {
 	allowTTL       time.Duration
 	denyTTL        time.Duration
 	errorTTL       time.Duration
+
+	// metrics, if set before build, instruments registry requests and
+	// validator runs (the daemon sets it; the one-shot CLI does not).
+	metrics *report.Metrics
 }
 
 func (f *verifierFlags) register(fs *flag.FlagSet) {
@@ -45,6 +52,9 @@ func (f *verifierFlags) build() (*gate.Gate, *registry.Client, error) {
 		return nil, nil, fmt.Errorf("invalid policy %s:\n%w", f.policy, err)
 	}
 	opts := registry.Options{Timeout: f.requestTimeout}
+	if f.metrics != nil {
+		opts.Transport = f.metrics.Transport(registryTransport())
+	}
 	if f.dockerConfig != "" {
 		kc, err := registry.DockerConfigKeychain(f.dockerConfig)
 		if err != nil {
@@ -62,9 +72,44 @@ func (f *verifierFlags) build() (*gate.Gate, *registry.Client, error) {
 		ErrorTTL:      f.errorTTL,
 		VerifyTimeout: f.verifyTimeout,
 	})
-	g, err := gate.New(pol, validators.Builder(reg), cache)
+	g, err := gate.New(pol, timed(validators.Builder(reg), f.metrics), cache)
 	if err != nil {
 		return nil, nil, fmt.Errorf("policy %s: %w", f.policy, err)
 	}
+	f.metrics.WatchCache(cache.Stats, cache.Len)
 	return g, reg, nil
+}
+
+// registryTransport is what the registry client uses by default (Go's
+// default transport with more idle connections per host: a node talks to
+// few registries, often); it is rebuilt here because the metrics wrap it.
+func registryTransport() http.RoundTripper {
+	base, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		return http.DefaultTransport
+	}
+	t := base.Clone()
+	t.MaxIdleConnsPerHost = 16
+	return t
+}
+
+// timed wraps every validator the gate builds so that each verification's
+// duration and result reach the metrics. Without metrics it changes nothing.
+func timed(build gate.BuildFunc, m *report.Metrics) gate.BuildFunc {
+	if m == nil {
+		return build
+	}
+	return func(v *policy.Validator) (verify.Verifier, error) {
+		inner, err := build(v)
+		if err != nil {
+			return nil, err
+		}
+		name := v.Name
+		return verify.VerifierFunc(func(ctx context.Context, s verify.Subject, with policy.With) (verify.Verdict, error) {
+			start := time.Now()
+			verdict, err := inner.Verify(ctx, s, with)
+			m.ObserveVerification(name, verdict, err, time.Since(start))
+			return verdict, err
+		}), nil
+	}
 }
