@@ -5,6 +5,7 @@ BIN       ?= bin
 GOFLAGS_T := -tags $(TAGS)
 
 .PHONY: all build test vet demo e2e bench fuzz clean
+.PHONY: kube-tools manifests image kind-up kind-demo
 
 all: build
 
@@ -16,7 +17,7 @@ vet:
 
 # Unit and integration tests. Everything runs on loopback; nothing is mocked
 # that can run here for real (NRI runtime side, OCI registry, signatures).
-test: vet
+test: vet kube-tools
 	$(GO) test $(GOFLAGS_T) -race -count=1 -timeout 20m ./...
 
 # Benchmarks (speed targets live here, never in timed tests).
@@ -43,3 +44,32 @@ fuzz:
 
 clean:
 	rm -rf $(BIN)
+
+# kube-apiserver, etcd and helm for the Kubernetes tests (integration/kube,
+# daemonset), built from the Go module proxy through the nested module
+# tools/kube and cached outside the clone, keyed by its go.mod and go.sum
+# (cold: 5-12 min, ~3 GB). `make test` runs it first so that the build is a
+# step of its own; the tests build on a cache miss too.
+kube-tools:
+	$(GO) run ./internal/kubetools/kube-tools
+
+# Re-render daemonset/manifests/ from the Helm chart.
+manifests:
+	$(GO) test -count=1 -run '^TestManifestsUpToDate$$' ./daemonset/ -args -update
+
+# The container image (Dockerfile: static binary on distroless). Needs
+# Docker; nothing in CI builds it.
+IMAGE  ?= nri-image-verifier:dev
+DOCKER ?= docker
+image:
+	$(DOCKER) build -t $(IMAGE) .
+
+# A kind cluster whose containerd requires the plugin (kind-config/), and
+# the plugin installed on it with a refused pod to look at. Need Docker,
+# kind and kubectl.
+KIND_CLUSTER ?= nri-image-verifier
+kind-up:
+	kind create cluster --name $(KIND_CLUSTER) --config kind-config/kind.yaml
+
+kind-demo: image
+	KIND_CLUSTER=$(KIND_CLUSTER) IMAGE=$(IMAGE) kind-config/demo.sh
