@@ -111,7 +111,7 @@ func (g *Gate) decide(ctx context.Context, in Input) Decision {
 	switch {
 	case errors.Is(err, verify.ErrPending):
 		d.Pending = true
-		return g.fail(d, "verification still running; the container is refused until it finishes and will be allowed on retry if the image is signed")
+		return g.fail(d, "no verdict by the decision deadline; the check goes on in the background and a retry gets its cached verdict")
 	case err != nil:
 		return g.fail(d, "verification failed: "+err.Error())
 	case !verdict.Allowed:

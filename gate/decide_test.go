@@ -123,7 +123,8 @@ func TestDecidePendingThenCached(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
 	d := g.Decide(ctx, in)
-	if d.Allowed || !d.Pending || !strings.Contains(d.Reason, "still running") {
+	if d.Allowed || !d.Pending || !strings.Contains(d.Reason, "deadline") ||
+		!strings.Contains(d.Message(in), "verification still running (no verdict by the decision deadline") {
 		t.Fatalf("blocked verification: %+v, want pending deny", d)
 	}
 	close(f.block)
