@@ -30,10 +30,13 @@ bench:
 demo:
 	hack/demo.sh
 
-# Only the real-containerd end-to-end tests (also part of `make test`).
-# Root; NIV_SKIP_CONTAINERD=1 skips them.
+# Only the real-containerd end-to-end tests (also part of `make test`):
+# the matrix on containerd v2.4.2, the core cases on v2.2.9 (no image
+# digest through NRI: the --containerd-socket fallback). Each version is
+# built once and cached (hack/install-containerd.sh). Root;
+# NIV_SKIP_CONTAINERD=1 skips them.
 e2e:
-	$(GO) test $(GOFLAGS_T) -count=1 -timeout 20m -v ./integration/containerd/
+	$(GO) test $(GOFLAGS_T) -race -count=1 -timeout 20m -v ./integration/containerd/
 
 # A short run of every fuzz target; FUZZTIME=10m for a longer one.
 FUZZTIME ?= 10s

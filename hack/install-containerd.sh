@@ -2,6 +2,13 @@
 # Installs what `make demo` and the e2e tests (integration/containerd) run,
 # and prints the directory holding containerd and containerd-shim-runc-v2.
 #
+#   hack/install-containerd.sh [VERSION]
+#
+# VERSION (else $CONTAINERD_VERSION, else v2.4.2) is a containerd release
+# tag. The e2e tests install v2.4.2 (sends the image digest through NRI) and
+# v2.2.9 (does not: the plugin's containerd-socket fallback is tested on it);
+# each version is built and cached on its own.
+#
 #   containerd + its runc shim  built with `go install` from the Go module
 #                               proxy (Debian's containerd 1.6 is too old for
 #                               NRI), cached OUTSIDE the clone: CI clones
@@ -12,7 +19,11 @@
 # A cold build takes 2-5 minutes on 2 cores; a warm run is instant.
 set -euo pipefail
 
-version=${CONTAINERD_VERSION:-v2.4.2}
+version=${1:-${CONTAINERD_VERSION:-v2.4.2}}
+case $version in
+v[0-9]*.[0-9]*.[0-9]*) ;;
+*) echo "install-containerd.sh: version $version is not a release tag like v2.4.2" >&2; exit 2 ;;
+esac
 cache=${NIV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nri-image-verifier}
 dir=$cache/containerd-$version
 

@@ -87,7 +87,7 @@ func (w *world) teardown(t *testing.T) {
 	}
 	w.plugin.stop(5 * time.Second)
 	if w.cri != nil {
-		if !w.containerd.exited() {
+		if w.containerd != nil && !w.containerd.exited() {
 			w.removePods(t)
 		}
 		w.cri.Close()
@@ -253,7 +253,9 @@ func removeCgroups(name string) error {
 // them when it exits, and a killed shim leaves them running.
 func cleanDir(dir string) error {
 	var errs []error
+	var outside []string // sockets the killed listen on outside dir
 	for _, pid := range pidsNaming(dir) {
+		outside = append(outside, shimSockets(pid)...)
 		syscall.Kill(pid, syscall.SIGCONT) // a test may have stopped it
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
@@ -273,8 +275,72 @@ func cleanDir(dir string) error {
 	if err := removeCgroups(filepath.Base(dir)); err != nil {
 		errs = append(errs, err)
 	}
+	// A killed shim leaves its socket; a stopped one removes it itself.
+	for _, sock := range outside {
+		if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	removeMadeDirs(dir)
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// containerd < 2.3 ignores the shim manager's socket_dir and puts shim
+// sockets in /run/containerd/s, creating /run/containerd if need be,
+// whatever its configured state directory. The socket names are hashes of
+// the run's own containerd socket path and the shim's ID, so they never
+// clash with another containerd's; but they and those directories are
+// outside the run's directory, and cleaning up must find them.
+const legacyShimSocketDir = "/run/containerd/s"
+
+// noteMadeDirs records in dir which of containerd's system directories do
+// not exist yet, for removeMadeDirs to remove once the run is over (if
+// they are empty then), also after a crash. Call it before containerd's
+// first start.
+func noteMadeDirs(dir string) error {
+	var made []string
+	for _, d := range []string{filepath.Dir(legacyShimSocketDir), legacyShimSocketDir} {
+		if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
+			made = append(made, d)
+		}
+	}
+	return os.WriteFile(filepath.Join(dir, "made-dirs"), []byte(strings.Join(made, "\n")), 0o644)
+}
+
+// removeMadeDirs removes the directories noteMadeDirs noted, deepest
+// first, if they are empty: another containerd may have come to use them.
+func removeMadeDirs(dir string) {
+	made := strings.Fields(readFile(filepath.Join(dir, "made-dirs")))
+	for i := len(made) - 1; i >= 0; i-- {
+		unix.Rmdir(made[i])
+	}
+}
+
+// shimSockets lists the unix sockets process pid listens on in
+// legacyShimSocketDir: /proc/net/unix names each socket by inode, and
+// /proc/<pid>/fd links to the inodes the process holds.
+func shimSockets(pid int) []string {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return nil
+	}
+	held := map[string]bool{}
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if inode, ok := strings.CutPrefix(link, "socket:["); err == nil && ok {
+			held[strings.TrimSuffix(inode, "]")] = true
+		}
+	}
+	// "Num RefCount Protocol Flags Type St Inode Path"
+	var out []string
+	for _, line := range strings.Split(readFile("/proc/net/unix"), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 8 && held[f[6]] && strings.HasPrefix(f[7], legacyShimSocketDir+"/") {
+			out = append(out, f[7])
+		}
+	}
+	return out
 }

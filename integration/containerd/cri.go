@@ -110,11 +110,19 @@ func (c *CRI) Pull(ctx context.Context, image string) (string, error) {
 // image ID, as kubelet may pass it) in pod. The error of a refused
 // container is containerd's gRPC status; CRIMessage extracts its text.
 func (c *CRI) CreateContainer(ctx context.Context, p Pod, name, image string) (string, error) {
+	return c.CreateContainerOf(ctx, p, name, &cri.ImageSpec{Image: image})
+}
+
+// CreateContainerOf is CreateContainer with the whole CRI image spec:
+// kubelet (>= 1.29) passes the image ID it pulled as Image and the pod
+// spec's image string as UserSpecifiedImage, which containerd then puts in
+// the container's image-name annotation.
+func (c *CRI) CreateContainerOf(ctx context.Context, p Pod, name string, image *cri.ImageSpec) (string, error) {
 	resp, err := c.Runtime.CreateContainer(ctx, &cri.CreateContainerRequest{
 		PodSandboxId: p.ID,
 		Config: &cri.ContainerConfig{
 			Metadata: &cri.ContainerMetadata{Name: name},
-			Image:    &cri.ImageSpec{Image: image},
+			Image:    image,
 			LogPath:  name + ".log",
 			Linux:    &cri.LinuxContainerConfig{},
 		},

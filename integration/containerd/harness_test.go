@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,19 +21,45 @@ const (
 	requestTimeout = 2 * time.Second
 	// wait bounds every wait for a daemon or a container.
 	wait = 30 * time.Second
+	// errorTTL is the plugin's --cache-error-ttl: how long a registry
+	// failure is remembered (default 5s), short here so that the
+	// registry-outage case's retry does not wait long.
+	errorTTL = time.Second
 )
 
-// world is one containerd, its registry and nri-image-verifier, shared by
-// every test of the package run (a cold containerd build takes minutes,
-// a containerd start a second).
+// release is a containerd version the suite runs against.
+type release struct {
+	version string
+	// digestFromNRI: containerd >= 2.4 sends Container.Image (name, digest,
+	// config digest) through NRI. Older ones do not, and the plugin reads
+	// containerd's image store over --containerd-socket instead
+	// (plugin/resolve), from the CRI image-name annotation.
+	digestFromNRI bool
+}
+
+var (
+	v24 = release{version: "v2.4.2", digestFromNRI: true}
+	v22 = release{version: "v2.2.9", digestFromNRI: false}
+)
+
+// world is one containerd release, its registry and nri-image-verifier,
+// shared by every subtest of one top-level test: one world per release
+// per package run (a cold containerd build takes minutes, a containerd
+// start a second).
 type world struct {
+	rel      release
 	dir      string // everything containerd writes or listens on
 	bin      string
+	ctrdDir  string // containerd and its shim
 	cgroup   string // the pods' cgroup parent, in every hierarchy
 	registry string // host:port
-	key      *testimage.Signer
-	policy   string
-	audit    string // the plugin's audit log, kept across its restarts
+	faults   *registryFaults
+	program  []byte // niv-sleep, the images' one file
+	// key is the policy's trust root e2e-key; key2 its second root,
+	// e2e-key-2, which only the threshold rule asks for.
+	key, key2 *testimage.Signer
+	policy    string
+	audit     string // the plugin's audit log, kept across its restarts
 
 	containerd *proc
 	plugin     *proc
@@ -56,14 +83,14 @@ func needRoot(t *testing.T) {
 // newWorld installs (or finds cached) containerd and runc, builds the
 // binaries, pushes and signs the images, starts containerd and the plugin,
 // and arranges for all of it to be torn down when t ends.
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T, rel release) *world {
 	t.Helper()
 	needRoot(t)
 	start := time.Now()
 	if err := becomeSubreaper(); err != nil {
 		t.Fatal(err)
 	}
-	ctrdDir := install(t)
+	ctrdDir := install(t, rel.version)
 
 	sweep(t)
 	dir, err := os.MkdirTemp(runDirParent, runDirPrefix)
@@ -71,14 +98,19 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "owner"), strconv.Itoa(os.Getpid()))
-	w := &world{dir: dir, bin: filepath.Join(dir, "bin"), cgroup: filepath.Base(dir),
+	w := &world{rel: rel, dir: dir, bin: filepath.Join(dir, "bin"), ctrdDir: ctrdDir, cgroup: filepath.Base(dir),
 		audit: filepath.Join(dir, "audit.jsonl")}
 	t.Cleanup(func() { w.teardown(t) })
 	tearDownOnSignal(t, dir)
 
 	w.build(t)
 	w.pushImages(t)
-	w.startContainerd(t, ctrdDir)
+	w.writeContainerdConfig(t)
+	if err := noteMadeDirs(dir); err != nil {
+		t.Fatal(err)
+	}
+	w.startContainerd(t)
+	w.checkConfigKeys(t)
 	w.writePolicy(t)
 	w.startPlugin(t)
 	t.Logf("world ready in %v: containerd %s, registry %s, dir %s",
@@ -87,19 +119,19 @@ func newWorld(t *testing.T) *world {
 }
 
 // install runs hack/install-containerd.sh, the demo's installer: it builds
-// containerd and the runc shim into a cache outside the clone (minutes,
-// once) and installs runc from apt if missing.
-func install(t *testing.T) string {
+// containerd version and the runc shim into a cache outside the clone
+// (minutes, once per version) and installs runc from apt if missing.
+func install(t *testing.T, version string) string {
 	t.Helper()
 	start := time.Now()
-	cmd := exec.Command("../../hack/install-containerd.sh")
+	cmd := exec.Command("../../hack/install-containerd.sh", version)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("hack/install-containerd.sh: %v\n%s", err, stderr.String())
 	}
-	t.Logf("containerd and runc ready in %v%s", time.Since(start).Round(time.Millisecond),
+	t.Logf("containerd %s and runc ready in %v%s", version, time.Since(start).Round(time.Millisecond),
 		strings.TrimRight("\n"+stderr.String(), "\n"))
 	return strings.TrimSpace(string(out))
 }
@@ -120,31 +152,44 @@ func (w *world) build(t *testing.T) {
 
 func (w *world) pushImages(t *testing.T) {
 	t.Helper()
-	program, err := os.ReadFile(filepath.Join(w.bin, "niv-sleep"))
-	if err != nil {
+	var err error
+	if w.program, err = os.ReadFile(filepath.Join(w.bin, "niv-sleep")); err != nil {
 		t.Fatal(err)
 	}
-	w.registry = testimage.StartRegistry(t)
-	push := func(repo, say string) Image {
-		img, err := PushRunnable(w.registry+repo, program, say)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return img
-	}
-	w.pause = push("/e2e/pause:v1", "")
-	w.signed = push("/e2e/signed:v1", "signed, cosign v2 .sig")
-	w.bundled = push("/e2e/bundled:v1", "signed, cosign v3 bundle")
-	w.unsigned = push("/e2e/unsigned:v1", "unsigned")
-	w.audited = push("/e2e/audited/unsigned:v1", "unsigned, audit mode")
+	w.faults = &registryFaults{}
+	srv := testimage.StartRegistryServer(t, w.faults.wrap)
+	w.registry = strings.TrimPrefix(srv.URL, "http://")
+	// Held requests must end before the server's Close, which waits for them.
+	t.Cleanup(w.faults.healAll)
+	w.pause = w.push(t, "/e2e/pause:v1", "")
+	w.signed = w.push(t, "/e2e/signed:v1", "signed, cosign v2 .sig")
+	w.bundled = w.push(t, "/e2e/bundled:v1", "signed, cosign v3 bundle")
+	w.unsigned = w.push(t, "/e2e/unsigned:v1", "unsigned")
+	w.audited = w.push(t, "/e2e/audited/unsigned:v1", "unsigned, audit mode")
 	w.key = testimage.NewSigner(t, testimage.ECDSAP256)
+	w.key2 = testimage.NewSigner(t, testimage.ECDSAP256)
 	testimage.SignLegacy(t, w.signed.Repo(), w.signed.Digest, w.key, testimage.SignOptions{})
 	testimage.SignBundle(t, w.bundled.Repo(), w.bundled.Digest, w.key, testimage.SignOptions{})
 }
 
-// startContainerd renders hack/containerd-config.toml, the demo's config,
-// for this world and starts containerd on it.
-func (w *world) startContainerd(t *testing.T, ctrdDir string) {
+// push pushes a runnable image to the world's registry at repoTag
+// ("/path:tag"); its container prints say.
+func (w *world) push(t *testing.T, repoTag, say string) Image {
+	t.Helper()
+	var args []string
+	if say != "" {
+		args = []string{say}
+	}
+	img, err := PushRunnable(w.registry+repoTag, w.program, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// writeContainerdConfig renders hack/containerd-config.toml, the demo's
+// config, for this world; the same file serves every containerd release.
+func (w *world) writeContainerdConfig(t *testing.T) {
 	t.Helper()
 	tmpl, err := os.ReadFile("../../hack/containerd-config.toml")
 	if err != nil {
@@ -155,26 +200,30 @@ func (w *world) startContainerd(t *testing.T, ctrdDir string) {
 		"@PAUSE_IMAGE@", w.pause.Ref,
 		"@NRI_REQUEST_TIMEOUT@", requestTimeout.String(),
 	).Replace(string(tmpl))
-	cfgPath := filepath.Join(w.dir, "containerd.toml")
 	hosts := filepath.Join(w.dir, "certs.d", w.registry, "hosts.toml")
 	if err := os.MkdirAll(filepath.Dir(hosts), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, hosts, fmt.Sprintf("server = %q\n\n[host.%[1]q]\n  capabilities = [\"pull\", \"resolve\"]\n",
 		"http://"+w.registry))
-	writeFile(t, cfgPath, cfg)
+	writeFile(t, w.configPath(), cfg)
+	if w.cri, err = DialCRI(w.socket()); err != nil {
+		t.Fatal(err)
+	}
+}
 
+// startContainerd starts containerd on the world's config and waits for
+// its CRI services. The CRI client reconnects across restarts.
+func (w *world) startContainerd(t *testing.T) {
+	t.Helper()
 	// containerd finds the shim on PATH.
 	p, err := startProc("containerd", filepath.Join(w.dir, "containerd.log"),
-		[]string{"PATH=" + ctrdDir + ":" + os.Getenv("PATH")},
-		filepath.Join(ctrdDir, "containerd"), "--config", cfgPath)
+		[]string{"PATH=" + w.ctrdDir + ":" + os.Getenv("PATH")},
+		filepath.Join(w.ctrdDir, "containerd"), "--config", w.configPath())
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.containerd = p
-	if w.cri, err = DialCRI(w.socket()); err != nil {
-		t.Fatal(err)
-	}
 	deadline := time.Now().Add(wait)
 	for !fileExists(w.socket()) {
 		if p.exited() || time.Now().After(deadline) {
@@ -187,14 +236,55 @@ func (w *world) startContainerd(t *testing.T, ctrdDir string) {
 	}
 }
 
+// restartContainerd stops containerd (SIGTERM: containers and their shims
+// keep running, as on a node whose containerd is upgraded) and starts it
+// again on the same config, state and sockets.
+func (w *world) restartContainerd(t *testing.T) {
+	t.Helper()
+	if err := w.containerd.signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.containerd.done:
+	case <-time.After(wait):
+		t.Fatalf("containerd did not stop on SIGTERM; its log:\n%s", w.containerd.tail(20))
+	}
+	// Its sockets go with it; startContainerd waits for the new one.
+	os.Remove(w.socket())
+	w.startContainerd(t)
+}
+
+// checkConfigKeys fails the test if containerd ignored a key of
+// hack/containerd-config.toml, which it does with only a warning: every
+// key must mean something to every release the file is for, except the
+// shim manager's socket_dir, which containerd < 2.3 does not know (it puts
+// shim sockets in /run/containerd/s; see cleanDir).
+func (w *world) checkConfigKeys(t *testing.T) {
+	t.Helper()
+	for _, line := range strings.Split(w.containerd.logText(), "\n") {
+		if !strings.Contains(line, "unknown key") {
+			continue
+		}
+		if w.rel.version < "v2.3" && strings.Contains(line, "key=socket_dir plugin=io.containerd.shim.v1.manager") {
+			continue
+		}
+		t.Errorf("containerd %s ignores a key of hack/containerd-config.toml: %s", w.rel.version, line)
+	}
+}
+
+func (w *world) configPath() string { return filepath.Join(w.dir, "containerd.toml") }
+
 func (w *world) socket() string    { return filepath.Join(w.dir, "containerd.sock") }
 func (w *world) nriSocket() string { return filepath.Join(w.dir, "nri.sock") }
 
 // writePolicy: the registry's images must be signed with the key, except
-// under /e2e/audited/, where a failure is only reported (audit mode).
+// under /e2e/audited/, where a failure is only reported (audit mode), and
+// under /e2e/threshold/, where both keys must have signed.
 func (w *world) writePolicy(t *testing.T) {
 	t.Helper()
-	key := "      " + strings.ReplaceAll(strings.TrimSpace(w.key.PublicKeyPEM()), "\n", "\n      ")
+	indent := func(s *testimage.Signer) string {
+		return "      " + strings.ReplaceAll(strings.TrimSpace(s.PublicKeyPEM()), "\n", "\n      ")
+	}
 	w.policy = filepath.Join(w.dir, "policy.yaml")
 	writeFile(t, w.policy, fmt.Sprintf(`validators:
 - name: default
@@ -203,28 +293,43 @@ func (w *world) writePolicy(t *testing.T) {
   - name: e2e-key
     key: |
 %s
+  - name: e2e-key-2
+    key: |
+%s
 policy:
-- pattern: "%[2]s/*"
+- pattern: "%[3]s/*"
   with: {trustRoot: e2e-key}
-- pattern: "%[2]s/e2e/audited/*"
+- pattern: "%[3]s/e2e/audited/*"
   with: {trustRoot: e2e-key}
   mode: audit
-`, key, w.registry))
+- pattern: "%[3]s/e2e/threshold/*"
+  with: {trustRoot: "*", threshold: 2}
+`, indent(w.key), indent(w.key2), w.registry))
 	writeFile(t, filepath.Join(w.dir, "docker-config.json"), "{}")
 }
 
 // startPlugin starts nri-image-verifier and waits until containerd has
 // registered it. It appends to the same log and audit log each time.
+//
+// On containerd >= 2.4 the containerd-socket fallback is off, so that the
+// suite proves the digest comes from NRI; on older releases it is how the
+// plugin learns the digest at all.
 func (w *world) startPlugin(t *testing.T) {
 	t.Helper()
 	logPath := filepath.Join(w.dir, "plugin.log")
 	before := strings.Count(readFile(logPath), `"connected to NRI runtime"`)
+	ctrdSocket := ""
+	if !w.rel.digestFromNRI {
+		ctrdSocket = w.socket()
+	}
 	p, err := startProc("nri-image-verifier", logPath, nil,
 		filepath.Join(w.bin, "nri-image-verifier"), "run",
 		"--policy", w.policy,
 		"--nri-socket", w.nriSocket(),
+		"--containerd-socket", ctrdSocket,
 		"--audit-log", w.audit,
 		"--docker-config", filepath.Join(w.dir, "docker-config.json"),
+		"--cache-error-ttl", errorTTL.String(),
 		"--node-name", "e2e-node",
 		"--log-level", "debug",
 	)

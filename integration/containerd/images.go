@@ -1,7 +1,8 @@
 // Package containerd is the real-containerd end of the integration tests:
-// containerd v2.4 with NRI and the fail-closed default validator, runc, a
-// loopback registry, the nri-image-verifier binary, all driven through the
-// CRI API as kubelet drives them.
+// containerd v2.4 (and v2.2, which sends no image digest through NRI) with
+// NRI and the fail-closed default validator, runc, a loopback registry, the
+// nri-image-verifier binary, all driven through the CRI API as kubelet
+// drives them.
 //
 // The non-test files are shared with the demo's helper programs
 // (integration/cmd): runnable images made without any download, and a small
@@ -14,12 +15,14 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -30,6 +33,7 @@ type Image struct {
 	Ref          string // as pushed: host/repo:tag
 	Digest       string // manifest digest
 	ConfigDigest string // the image ID containerd reports
+	Says         string // what its container prints first (its arguments)
 }
 
 // Repo is Ref without its tag.
@@ -56,31 +60,110 @@ func PushRunnable(ref string, program []byte, args ...string) (Image, error) {
 	if err != nil {
 		return Image{}, fmt.Errorf("image reference %q: %w", ref, err)
 	}
-	layer, err := programLayer(program)
+	img, err := runnable(program, runtime.GOARCH, args)
 	if err != nil {
-		return Image{}, err
-	}
-	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
-	if err != nil {
-		return Image{}, fmt.Errorf("image %s: add layer: %w", ref, err)
-	}
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return Image{}, fmt.Errorf("image %s: config: %w", ref, err)
-	}
-	cf = cf.DeepCopy()
-	// The platform must be the node's, or containerd's pull finds no match.
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Config.Entrypoint = []string{ProgramPath}
-	cf.Config.Cmd = args
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		return Image{}, fmt.Errorf("image %s: set config: %w", ref, err)
+		return Image{}, fmt.Errorf("image %s: %w", ref, err)
 	}
 	if err := remote.Write(tag, img); err != nil {
 		return Image{}, fmt.Errorf("push %s: %w", ref, err)
 	}
+	return describe(ref, img, args)
+}
+
+// Index is a pushed multi-platform index (Image.Digest is the index's
+// digest, Image.ConfigDigest the config of this node's platform).
+type Index struct {
+	Image
+	Manifest      string // the manifest for this node's platform (runnable)
+	OtherManifest string // the manifest for another platform (not runnable)
+	OtherPlatform string // that platform, "linux/<arch>"
+}
+
+// PushRunnableIndex pushes to ref an OCI index of two images: for this
+// node's platform, the image PushRunnable makes; for another architecture,
+// a random one-layer image that could not run anyway. As on a real node,
+// containerd pulls only the first.
+func PushRunnableIndex(ref string, program []byte, args ...string) (Index, error) {
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return Index{}, fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	here, err := runnable(program, runtime.GOARCH, args)
+	if err != nil {
+		return Index{}, fmt.Errorf("image %s: %w", ref, err)
+	}
+	otherArch := "arm64"
+	if runtime.GOARCH == otherArch {
+		otherArch = "amd64"
+	}
+	other, err := random.Image(512, 1)
+	if err != nil {
+		return Index{}, fmt.Errorf("image %s: %w", ref, err)
+	}
+	other, err = withConfig(mutate.ConfigMediaType(mutate.MediaType(other, types.OCIManifestSchema1), types.OCIConfigJSON),
+		func(cf *v1.ConfigFile) { cf.OS, cf.Architecture = "linux", otherArch })
+	if err != nil {
+		return Index{}, fmt.Errorf("image %s: %w", ref, err)
+	}
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	idx = mutate.AppendManifests(idx,
+		mutate.IndexAddendum{Add: other, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: otherArch}}},
+		mutate.IndexAddendum{Add: here, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: runtime.GOARCH}}},
+	)
+	if err := remote.WriteIndex(tag, idx); err != nil {
+		return Index{}, fmt.Errorf("push index %s: %w", ref, err)
+	}
+	out := Index{OtherPlatform: "linux/" + otherArch}
+	if out.Image, err = describe(ref, here, args); err != nil {
+		return Index{}, err
+	}
+	out.Manifest = out.Digest
+	d, err := idx.Digest()
+	if err != nil {
+		return Index{}, fmt.Errorf("index %s: digest: %w", ref, err)
+	}
+	out.Digest = d.String()
+	od, err := other.Digest()
+	if err != nil {
+		return Index{}, fmt.Errorf("index %s: digest: %w", ref, err)
+	}
+	out.OtherManifest = od.String()
+	return out, nil
+}
+
+// runnable is the image PushRunnable pushes, for architecture arch.
+func runnable(program []byte, arch string, args []string) (v1.Image, error) {
+	layer, err := programLayer(program)
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
+	if err != nil {
+		return nil, fmt.Errorf("add layer: %w", err)
+	}
+	return withConfig(mutate.ConfigMediaType(img, types.OCIConfigJSON), func(cf *v1.ConfigFile) {
+		// The platform must be the node's, or containerd's pull finds no match.
+		cf.OS, cf.Architecture = "linux", arch
+		cf.Config.Entrypoint = []string{ProgramPath}
+		cf.Config.Cmd = args
+	})
+}
+
+func withConfig(img v1.Image, edit func(*v1.ConfigFile)) (v1.Image, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cf = cf.DeepCopy()
+	edit(cf)
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		return nil, fmt.Errorf("set config: %w", err)
+	}
+	return img, nil
+}
+
+func describe(ref string, img v1.Image, args []string) (Image, error) {
 	d, err := img.Digest()
 	if err != nil {
 		return Image{}, fmt.Errorf("image %s: digest: %w", ref, err)
@@ -89,7 +172,7 @@ func PushRunnable(ref string, program []byte, args ...string) (Image, error) {
 	if err != nil {
 		return Image{}, fmt.Errorf("image %s: config digest: %w", ref, err)
 	}
-	return Image{Ref: ref, Digest: d.String(), ConfigDigest: c.String()}, nil
+	return Image{Ref: ref, Digest: d.String(), ConfigDigest: c.String(), Says: strings.Join(args, " ")}, nil
 }
 
 // programLayer is a gzipped tar of one executable file. A fixed mtime keeps
