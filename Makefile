@@ -33,9 +33,10 @@ demo:
 # Only the real-containerd end-to-end tests (also part of `make test`):
 # the matrix on containerd v2.4.2, the core cases on v2.2.9 (no image
 # digest through NRI: the --containerd-socket fallback). Each version is
-# built once and cached (hack/install-containerd.sh). Root;
+# built once and cached (hack/install-containerd.sh). The v2.4.2 suite's
+# Events case also runs a kube-apiserver (kube-tools). Root;
 # NIV_SKIP_CONTAINERD=1 skips them.
-e2e:
+e2e: kube-tools
 	$(GO) test $(GOFLAGS_T) -race -count=1 -timeout 20m -v ./integration/containerd/
 
 # A short run of every fuzz target; FUZZTIME=10m for a longer one.
@@ -49,10 +50,11 @@ clean:
 	rm -rf $(BIN)
 
 # kube-apiserver, etcd and helm for the Kubernetes tests (integration/kube,
-# daemonset), built from the Go module proxy through the nested module
-# tools/kube and cached outside the clone, keyed by its go.mod and go.sum
-# (cold: 5-12 min, ~3 GB). `make test` runs it first so that the build is a
-# step of its own; the tests build on a cache miss too.
+# integration/containerd's Events case, daemonset), built from the Go module
+# proxy through the nested module tools/kube and cached outside the clone,
+# keyed by its go.mod and go.sum (cold: 5-12 min, ~3 GB). `make test` runs
+# it first so that the build is a step of its own; the tests build on a
+# cache miss too.
 kube-tools:
 	$(GO) run ./internal/kubetools/kube-tools
 

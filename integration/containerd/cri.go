@@ -58,6 +58,9 @@ type Pod struct {
 type PodSpec struct {
 	Namespace, Name string
 	LogDir          string // container logs go here
+	// UID is the pod's metadata uid: kubelet passes the API Pod's. ""
+	// makes it Namespace-Name.
+	UID string
 	// CgroupParent (cgroupfs style, "/name") groups the pod's cgroups under
 	// one per run, so cleaning up is removing that one; without it
 	// containerd leaves an empty /k8s.io in every hierarchy.
@@ -67,9 +70,12 @@ type PodSpec struct {
 // RunHostPod starts a pod sandbox in the host's network namespace, which
 // needs no CNI.
 func (c *CRI) RunHostPod(ctx context.Context, spec PodSpec) (Pod, error) {
+	uid := spec.UID
+	if uid == "" {
+		uid = spec.Namespace + "-" + spec.Name
+	}
 	cfg := &cri.PodSandboxConfig{
-		Metadata: &cri.PodSandboxMetadata{Name: spec.Name, Namespace: spec.Namespace,
-			Uid: spec.Namespace + "-" + spec.Name},
+		Metadata:     &cri.PodSandboxMetadata{Name: spec.Name, Namespace: spec.Namespace, Uid: uid},
 		LogDirectory: spec.LogDir,
 		Linux: &cri.LinuxPodSandboxConfig{
 			CgroupParent: spec.CgroupParent,

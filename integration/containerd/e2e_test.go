@@ -24,8 +24,11 @@ import (
 // name and digests through NRI) through CRI as kubelet does, with
 // nri-image-verifier as the NRI plugin the default validator requires.
 // The subtests share one world and run in order: the last ones kill,
-// freeze and restart the plugin, then restart containerd.
+// freeze and restart the plugin, then restart containerd. One case joins
+// a real kube-apiserver, started meanwhile, to check the Events.
 func TestContainerd(t *testing.T) {
+	needRoot(t)
+	kube := startKube(t)
 	w := newWorld(t, v24)
 	// Pulls are not gated: the check is at creation. All images are in
 	// containerd's store before any container is made of them.
@@ -50,6 +53,7 @@ func TestContainerd(t *testing.T) {
 	w.retaggedCases(t)
 	w.multiArchCases(t)
 	w.registryOutageCases(t)
+	w.eventCases(t, kube)
 
 	t.Run("plugin killed: every container refused", func(t *testing.T) {
 		pod := w.runPod(t, "plugin-killed")
@@ -426,8 +430,14 @@ func (w *world) checkPending(t *testing.T, msg string, img Image, pod, ctr, want
 	}
 	line := w.auditLine(t, pod, ctr)
 	checkAudit(t, line, img, "deny", false)
-	if r, _ := line["reason"].(string); !strings.Contains(r, want) {
-		t.Errorf("audit reason %q does not say %q", r, want)
+	// The message wraps the audit reason: a pending refusal's reason says
+	// the deadline passed, a failed one's names the failure.
+	wantReason := want
+	if want == "verification still running" {
+		wantReason = "no verdict by the decision deadline"
+	}
+	if r, _ := line["reason"].(string); !strings.Contains(r, wantReason) || !strings.Contains(msg, r) {
+		t.Errorf("audit reason %q does not say %q or is not in the refusal %q", r, wantReason, msg)
 	}
 	if want == "verification still running" && line["pending"] != true {
 		t.Errorf("audit line is not marked pending: %v", line)
@@ -655,9 +665,17 @@ func (w *world) checkTag(t *testing.T, ref, digest string) {
 // runPod starts a host-network pod in namespace e2e, removed when t ends.
 func (w *world) runPod(t *testing.T, name string) Pod {
 	t.Helper()
+	return w.runPodOf(t, PodSpec{Namespace: "e2e", Name: name})
+}
+
+// runPodOf starts the host-network pod spec names (namespace, name and
+// uid; its log directory and cgroup parent are the world's), removed when
+// t ends.
+func (w *world) runPodOf(t *testing.T, spec PodSpec) Pod {
+	t.Helper()
 	ctx := context.Background()
-	pod, err := w.cri.RunHostPod(ctx, PodSpec{Namespace: "e2e", Name: name,
-		LogDir: w.podLogDir(name), CgroupParent: "/" + w.cgroup})
+	spec.LogDir, spec.CgroupParent = w.podLogDir(spec.Name), "/"+w.cgroup
+	pod, err := w.cri.RunHostPod(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,9 @@ type world struct {
 	key, key2 *testimage.Signer
 	policy    string
 	audit     string // the plugin's audit log, kept across its restarts
+	// pluginFlags are added to the plugin's command line at its next
+	// start (restartPlugin sets them).
+	pluginFlags []string
 
 	containerd *proc
 	plugin     *proc
@@ -322,8 +325,7 @@ func (w *world) startPlugin(t *testing.T) {
 	if !w.rel.digestFromNRI {
 		ctrdSocket = w.socket()
 	}
-	p, err := startProc("nri-image-verifier", logPath, nil,
-		filepath.Join(w.bin, "nri-image-verifier"), "run",
+	argv := []string{filepath.Join(w.bin, "nri-image-verifier"), "run",
 		"--policy", w.policy,
 		"--nri-socket", w.nriSocket(),
 		"--containerd-socket", ctrdSocket,
@@ -332,12 +334,43 @@ func (w *world) startPlugin(t *testing.T) {
 		"--cache-error-ttl", errorTTL.String(),
 		"--node-name", "e2e-node",
 		"--log-level", "debug",
-	)
+	}
+	p, err := startProc("nri-image-verifier", logPath, nil, append(argv, w.pluginFlags...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.plugin = p
 	w.waitConnected(t, before)
+}
+
+// restartPlugin stops the plugin as a DaemonSet rollout does (SIGTERM),
+// waits until containerd has seen its connection close, so that no
+// request goes to the old one, and starts it again with flags added to
+// its command line.
+func (w *world) restartPlugin(t *testing.T, flags ...string) {
+	t.Helper()
+	closed := func() int {
+		n := 0
+		for _, line := range strings.Split(w.containerd.logText(), "\n") {
+			if strings.Contains(line, "connection to plugin") && strings.Contains(line, "closed") {
+				n++
+			}
+		}
+		return n
+	}
+	if !w.plugin.exited() {
+		before := closed()
+		w.plugin.stop(5 * time.Second)
+		deadline := time.Now().Add(wait)
+		for closed() <= before {
+			if time.Now().After(deadline) {
+				t.Fatalf("containerd did not see the stopped plugin's connection close; its log:\n%s", w.containerd.tail(20))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	w.pluginFlags = flags
+	w.startPlugin(t)
 }
 
 // waitConnected waits for the plugin's log to count more than before

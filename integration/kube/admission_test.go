@@ -138,7 +138,7 @@ func grantPodCreate(t *testing.T, ns, user string) {
 
 func impersonate(t *testing.T, user string) *kubernetes.Clientset {
 	t.Helper()
-	cfg := rest.CopyConfig(testCluster.admin())
+	cfg := rest.CopyConfig(testCluster.Admin())
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:authenticated"}}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetools"
 )
 
@@ -152,7 +153,7 @@ func startDaemon(t *testing.T, rt *nriRuntime, extra ...string) *daemon {
 	if err := os.WriteFile(pol, []byte(denyAll), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ports, err := freePorts(1)
+	ports, err := kubetest.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +214,7 @@ func TestDaemonWritesTheCRIErrorAsEvent(t *testing.T) {
 	dir := t.TempDir()
 	token := pluginConfig(t).BearerToken
 	kc := filepath.Join(dir, "kubeconfig")
-	if err := testCluster.kubeconfig(kc, token); err != nil {
+	if err := testCluster.Kubeconfig(kc, token); err != nil {
 		t.Fatal(err)
 	}
 	rt := startNRI(t)
@@ -268,13 +269,13 @@ func TestDaemonWritesTheCRIErrorAsEvent(t *testing.T) {
 // or none at all, changes nothing for containers: each is refused as fast
 // as usual, and the daemon says so in its log once.
 func TestDaemonWithoutAPIKeepsEnforcing(t *testing.T) {
-	ports, err := freePorts(1) // closed again at return: nothing listens
+	ports, err := kubetest.FreePorts(1) // closed again at return: nothing listens
 	if err != nil {
 		t.Fatal(err)
 	}
-	down := &cluster{host: fmt.Sprintf("https://127.0.0.1:%d", ports[0]), caData: testCluster.caData}
+	down := &kubetest.Cluster{Host: fmt.Sprintf("https://127.0.0.1:%d", ports[0]), CAData: testCluster.CAData}
 	kc := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := down.kubeconfig(kc, "token"); err != nil {
+	if err := down.Kubeconfig(kc, "token"); err != nil {
 		t.Fatal(err)
 	}
 	for name, tc := range map[string]struct {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -27,21 +26,16 @@ const waitFor = 30 * time.Second
 // the (absent) controller manager would make, so that Pods can be created.
 func newNamespace(t *testing.T, prefix string) string {
 	t.Helper()
-	ctx := context.Background()
-	ns, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
+	ns, err := testCluster.NewNamespace(context.Background(), prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ensureDefaultSA(t, ns.Name)
-	return ns.Name
+	return ns
 }
 
 func ensureDefaultSA(t *testing.T, ns string) {
 	t.Helper()
-	_, err := admin.CoreV1().ServiceAccounts(ns).Create(context.Background(),
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-	if err != nil && !strings.Contains(err.Error(), "already exists") {
+	if err := testCluster.EnsureDefaultSA(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -50,13 +44,11 @@ func ensureDefaultSA(t *testing.T, ns string) {
 // plugin: a token of its ServiceAccount, as a pod would have mounted.
 func pluginConfig(t *testing.T) *rest.Config {
 	t.Helper()
-	exp := int64(3600)
-	tr, err := admin.CoreV1().ServiceAccounts(pluginNS).CreateToken(context.Background(), pluginSA,
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	token, err := testCluster.PluginToken(context.Background())
 	if err != nil {
-		t.Fatalf("token for %s/%s: %v", pluginNS, pluginSA, err)
+		t.Fatal(err)
 	}
-	return testCluster.withToken(tr.Status.Token)
+	return testCluster.WithToken(token)
 }
 
 // startRecorder runs the daemon's Event recorder as the plugin's

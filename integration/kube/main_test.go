@@ -1,3 +1,9 @@
+// Package kube tests what the plugin does with Kubernetes against a real
+// kube-apiserver and etcd (internal/kubetest), built from the Go module
+// proxy (tools/kube) and started on loopback with token authentication and
+// RBAC: the chart's ServiceAccount and RBAC applied as rendered, Events
+// written with that identity, what it may not do, and the admission policy
+// that guards the tolerate annotation.
 package kube
 
 import (
@@ -10,17 +16,24 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetools"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetest"
+)
+
+const (
+	pluginNS    = kubetest.PluginNamespace
+	pluginSA    = kubetest.PluginServiceAccount
+	tolerateKey = "tolerate-missing-nri-plugins.noderesource.dev"
 )
 
 var (
-	testCluster *cluster
+	testCluster *kubetest.Cluster
 	admin       *kubernetes.Clientset
 )
 
-// TestMain starts one API server for the package; the tests share it and
-// keep apart by namespace. If the tools cannot be built or the server does
-// not start, every test fails with the reason: none is skipped.
+// TestMain starts one API server for the package, with the chart applied;
+// the tests share it and keep apart by namespace. If the tools cannot be
+// built or the server does not start, every test fails with the reason:
+// none is skipped.
 func TestMain(m *testing.M) {
 	code, err := run(m)
 	if err != nil {
@@ -33,31 +46,12 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	root, err := kubetools.RepoRoot()
+	c, err := kubetest.StartWithChart(ctx, os.Stderr)
 	if err != nil {
 		return 1, err
 	}
-	tools, err := kubetools.Ensure(ctx, root, os.Stderr)
-	if err != nil {
-		return 1, fmt.Errorf("kube-apiserver and etcd are needed and could not be built: %w", err)
-	}
-	start := time.Now()
-	c, err := startCluster(ctx, tools)
-	if c != nil {
-		defer c.stop()
-	}
-	if err != nil {
-		return 1, fmt.Errorf("starting kube-apiserver %s: %w", tools.Version, err)
-	}
-	fmt.Fprintf(os.Stderr, "integration/kube: kube-apiserver %s ready on %s in %s\n", tools.Version, c.host,
-		time.Since(start).Round(10*time.Millisecond))
-	testCluster = c
-	if admin, err = kubernetes.NewForConfig(c.admin()); err != nil {
-		return 1, err
-	}
-	if err := applyChart(ctx, root); err != nil {
-		return 1, fmt.Errorf("applying the chart's manifests: %w", err)
-	}
+	defer c.Stop()
+	testCluster, admin = c, c.Client
 	// The daemon binary, if a test built it.
 	defer func() {
 		if binPath != "" {

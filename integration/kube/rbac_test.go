@@ -150,7 +150,7 @@ func saClient(t *testing.T, ns, name string) *kubernetes.Clientset {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := kubernetes.NewForConfig(testCluster.withToken(tr.Status.Token))
+	cs, err := kubernetes.NewForConfig(testCluster.WithToken(tr.Status.Token))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,12 @@
-// Package kube tests what the plugin does with Kubernetes against a real
-// kube-apiserver and etcd, built from the Go module proxy (tools/kube) and
-// started on loopback with token authentication and RBAC: the chart's
-// ServiceAccount and RBAC applied as rendered, Events written with that
-// identity, what it may not do, and the admission policy that guards the
-// tolerate annotation.
-package kube
+// Package kubetest runs a real Kubernetes control plane for tests: etcd and
+// kube-apiserver, built by internal/kubetools and started on loopback with
+// token authentication and RBAC, and the Helm chart's objects applied as
+// rendered into daemonset/manifests, so that a test can act with the
+// identity the chart gives the plugin.
+//
+// It serves integration/kube (the plugin against the API server alone) and
+// integration/containerd (the API server joined to a real containerd).
+package kubetest
 
 import (
 	"context"
@@ -24,20 +26,25 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetools"
 )
 
-// adminToken authenticates the test itself, as a member of system:masters.
-const adminToken = "nri-image-verifier-test-admin"
+// AdminToken authenticates the test itself, as a member of system:masters.
+const AdminToken = "nri-image-verifier-test-admin"
 
-// cluster is a running etcd and kube-apiserver.
-type cluster struct {
-	dir    string
-	host   string // https://127.0.0.1:PORT
-	caData []byte
-	procs  []*proc // started order; stopped in reverse
+// Cluster is a running etcd and kube-apiserver.
+type Cluster struct {
+	Host    string // https://127.0.0.1:PORT
+	CAData  []byte // the API server's serving certificate
+	Version string // the Kubernetes version the API server is built from
+	// Client has full rights (AdminToken).
+	Client *kubernetes.Clientset
+
+	dir   string
+	procs []*proc // started order; stopped in reverse
 }
 
 type proc struct {
@@ -47,17 +54,51 @@ type proc struct {
 	done chan struct{}
 }
 
-// startCluster starts etcd and kube-apiserver from the cached tools and
-// waits until the API server is ready. Everything listens on 127.0.0.1.
-func startCluster(ctx context.Context, tools kubetools.Tools) (*cluster, error) {
+// StartWithChart is what a test of the plugin against Kubernetes needs:
+// the tools built (or found cached), the API server started and ready, and
+// the chart's objects applied. A tool that cannot be built, a server that
+// does not start or a chart that does not apply is an error, never a
+// reason to skip. Build output and one line of timing go to log.
+func StartWithChart(ctx context.Context, log io.Writer) (*Cluster, error) {
+	root, err := kubetools.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	tools, err := kubetools.Ensure(ctx, root, log)
+	if err != nil {
+		return nil, fmt.Errorf("kube-apiserver and etcd are needed and could not be built: %w", err)
+	}
+	start := time.Now()
+	c, err := Start(ctx, tools)
+	if err != nil {
+		return nil, fmt.Errorf("starting kube-apiserver %s: %w", tools.Version, err)
+	}
+	if err := c.ApplyChart(ctx, root); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("applying the chart's manifests: %w", err)
+	}
+	fmt.Fprintf(log, "kubetest: kube-apiserver %s ready on %s, chart applied, in %s\n", tools.Version, c.Host,
+		time.Since(start).Round(10*time.Millisecond))
+	return c, nil
+}
+
+// Start starts etcd and kube-apiserver from the cached tools and waits
+// until the API server is ready. Everything listens on 127.0.0.1. On error
+// whatever was started is stopped again.
+func Start(ctx context.Context, tools kubetools.Tools) (_ *Cluster, err error) {
 	dir, err := os.MkdirTemp("", "niv-kube-")
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{dir: dir}
-	ports, err := freePorts(3)
+	c := &Cluster{dir: dir, Version: tools.Version}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
+	ports, err := FreePorts(3)
 	if err != nil {
-		return c, err
+		return nil, err
 	}
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
@@ -71,31 +112,31 @@ func startCluster(ctx context.Context, tools kubetools.Tools) (*cluster, error) 
 		"--unsafe-no-fsync",
 		"--log-level", "warn",
 	); err != nil {
-		return c, err
+		return nil, err
 	}
 	if err := waitHTTP(ctx, &http.Client{Timeout: time.Second}, etcdURL+"/health", c.procs[0]); err != nil {
-		return c, fmt.Errorf("etcd: %w", err)
+		return nil, fmt.Errorf("etcd: %w", err)
 	}
 
 	// Service account tokens (TokenRequest) need a signing key.
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return c, err
+		return nil, err
 	}
 	der, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return c, err
+		return nil, err
 	}
 	saKey := filepath.Join(dir, "sa.key")
 	tokens := filepath.Join(dir, "tokens.csv")
 	if err := os.WriteFile(saKey, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		return c, err
+		return nil, err
 	}
-	if err := os.WriteFile(tokens, []byte(adminToken+",test-admin,test-admin-uid,system:masters\n"), 0o600); err != nil {
-		return c, err
+	if err := os.WriteFile(tokens, []byte(AdminToken+",test-admin,test-admin-uid,system:masters\n"), 0o600); err != nil {
+		return nil, err
 	}
 	certDir := filepath.Join(dir, "certs")
-	c.host = fmt.Sprintf("https://127.0.0.1:%d", ports[2])
+	c.Host = fmt.Sprintf("https://127.0.0.1:%d", ports[2])
 	if err := c.start("kube-apiserver", tools.APIServer,
 		"--etcd-servers", etcdURL,
 		"--bind-address", "127.0.0.1",
@@ -112,31 +153,34 @@ func startCluster(ctx context.Context, tools kubetools.Tools) (*cluster, error) 
 		"--service-account-signing-key-file", saKey,
 		"--service-cluster-ip-range", "10.0.0.0/24",
 	); err != nil {
-		return c, err
+		return nil, err
 	}
 	// The serving certificate is written at start; wait for it, then for
 	// /readyz (which waits on RBAC's bootstrap roles, among others).
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if c.caData, err = os.ReadFile(filepath.Join(certDir, "apiserver.crt")); err == nil {
+		if c.CAData, err = os.ReadFile(filepath.Join(certDir, "apiserver.crt")); err == nil {
 			break
 		}
 		if err := c.procs[1].exited(); err != nil || time.Now().After(deadline) {
-			return c, fmt.Errorf("kube-apiserver wrote no serving certificate: %v\n%s", err, c.procs[1].tail())
+			return nil, fmt.Errorf("kube-apiserver wrote no serving certificate: %v\n%s", err, c.procs[1].tail())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	tr, err := rest.TransportFor(c.admin())
+	tr, err := rest.TransportFor(c.Admin())
 	if err != nil {
-		return c, err
+		return nil, err
 	}
-	if err := waitHTTP(ctx, &http.Client{Transport: tr, Timeout: 2 * time.Second}, c.host+"/readyz", c.procs[1]); err != nil {
-		return c, fmt.Errorf("kube-apiserver: %w", err)
+	if err := waitHTTP(ctx, &http.Client{Transport: tr, Timeout: 2 * time.Second}, c.Host+"/readyz", c.procs[1]); err != nil {
+		return nil, fmt.Errorf("kube-apiserver: %w", err)
+	}
+	if c.Client, err = kubernetes.NewForConfig(c.Admin()); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
 
-func (c *cluster) start(name, bin string, args ...string) error {
+func (c *Cluster) start(name, bin string, args ...string) error {
 	logPath := filepath.Join(c.dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -156,8 +200,9 @@ func (c *cluster) start(name, bin string, args ...string) error {
 	return nil
 }
 
-// stop ends the API server before etcd, each with SIGTERM and then SIGKILL.
-func (c *cluster) stop() {
+// Stop ends the API server before etcd, each with SIGTERM and then SIGKILL,
+// and removes their files.
+func (c *Cluster) Stop() {
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		p := c.procs[i]
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -168,7 +213,10 @@ func (c *cluster) stop() {
 			<-p.done
 		}
 	}
-	os.RemoveAll(c.dir)
+	c.procs = nil
+	if c.dir != "" {
+		os.RemoveAll(c.dir)
+	}
 }
 
 func (p *proc) exited() error {
@@ -189,26 +237,29 @@ func (p *proc) tail() string {
 	return string(b)
 }
 
-// admin is a client config with full rights.
-func (c *cluster) admin() *rest.Config {
-	return c.withToken(adminToken)
+// Admin is a client config with full rights.
+func (c *Cluster) Admin() *rest.Config {
+	return c.WithToken(AdminToken)
 }
 
-// withToken is a client config authenticating with token.
-func (c *cluster) withToken(token string) *rest.Config {
+// WithToken is a client config authenticating with token.
+func (c *Cluster) WithToken(token string) *rest.Config {
 	return &rest.Config{
-		Host:            c.host,
+		Host:            c.Host,
 		BearerToken:     token,
-		TLSClientConfig: rest.TLSClientConfig{CAData: c.caData},
+		TLSClientConfig: rest.TLSClientConfig{CAData: c.CAData},
 		QPS:             100,
 		Burst:           200,
 	}
 }
 
-// kubeconfig writes a kubeconfig for token, for the daemon's --kubeconfig.
-func (c *cluster) kubeconfig(path, token string) error {
+// Kubeconfig writes a kubeconfig for token at path (and the CA beside it),
+// for the daemon's --kubeconfig. Only Host and CAData are used, so a
+// Cluster value naming an address where nothing listens makes the
+// kubeconfig of an unreachable API server.
+func (c *Cluster) Kubeconfig(path, token string) error {
 	ca := filepath.Join(filepath.Dir(path), "ca.crt")
-	if err := os.WriteFile(ca, c.caData, 0o600); err != nil {
+	if err := os.WriteFile(ca, c.CAData, 0o600); err != nil {
 		return err
 	}
 	cfg := fmt.Sprintf(`apiVersion: v1
@@ -226,7 +277,7 @@ contexts:
 - name: test
   context: {cluster: test, user: test}
 current-context: test
-`, c.host, ca, token)
+`, c.Host, ca, token)
 	return os.WriteFile(path, []byte(cfg), 0o600)
 }
 
@@ -262,8 +313,8 @@ func waitHTTP(ctx context.Context, client *http.Client, url string, p *proc) err
 	}
 }
 
-// freePorts finds n free loopback ports.
-func freePorts(n int) ([]int, error) {
+// FreePorts finds n free loopback ports.
+func FreePorts(n int) ([]int, error) {
 	var ports []int
 	var lns []net.Listener
 	defer func() {
