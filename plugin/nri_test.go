@@ -88,7 +88,10 @@ func TestDenyNamesImageDigestRuleAndReason(t *testing.T) {
 }
 
 func TestPendingDeniedBeforeRuntimeDeadline(t *testing.T) {
-	const requestTimeout = 1 * time.Second
+	// The plugin answers at the deadline minus Margin: 600 ms of slack for
+	// a loaded CI machine under -race.
+	const requestTimeout = 2 * time.Second
+	const margin = 600 * time.Millisecond
 	setRequestTimeout(t, requestTimeout)
 	sock := socketPath(t)
 	rt := newRuntime(t, sock)
@@ -104,7 +107,7 @@ func TestPendingDeniedBeforeRuntimeDeadline(t *testing.T) {
 	}}
 	rep := &fakeReporter{}
 	// A long Timeout, so that the runtime's deadline is the one that binds.
-	p := startPlugin(t, Config{Socket: sock, Timeout: time.Minute, Margin: 200 * time.Millisecond}, dec, rep)
+	p := startPlugin(t, Config{Socket: sock, Timeout: time.Minute, Margin: margin}, dec, rep)
 	rt.WaitPlugin()
 
 	start := time.Now()
@@ -120,8 +123,8 @@ func TestPendingDeniedBeforeRuntimeDeadline(t *testing.T) {
 		t.Errorf("the runtime timed the plugin out: %v", err)
 	}
 	_, left := dec.calls()
-	if len(left) != 1 || left[0] <= 0 || left[0] > requestTimeout-200*time.Millisecond {
-		t.Errorf("decider saw %v to its deadline, want (0, %v]", left, requestTimeout-200*time.Millisecond)
+	if len(left) != 1 || left[0] <= 0 || left[0] > requestTimeout-margin {
+		t.Errorf("decider saw %v to its deadline, want (0, %v]", left, requestTimeout-margin)
 	}
 	if r := rep.reports(); len(r) != 1 || !r[0].Pending {
 		t.Errorf("reports = %+v, want one pending", r)
@@ -158,7 +161,9 @@ func TestDecisionDeadlineWithinTimeout(t *testing.T) {
 // A Decider that ignores its deadline must not make the plugin overrun the
 // runtime's: that gets the plugin dropped.
 func TestDeciderOverrunDeniedInTime(t *testing.T) {
-	const requestTimeout = 1 * time.Second
+	// Generous margins: the plugin answers at budget + Margin/2 (1.6 s),
+	// which leaves 400 ms for a loaded CI machine under -race.
+	const requestTimeout = 2 * time.Second
 	setRequestTimeout(t, requestTimeout)
 	sock := socketPath(t)
 	rt := newRuntime(t, sock)
@@ -170,7 +175,7 @@ func TestDeciderOverrunDeniedInTime(t *testing.T) {
 		return gate.Decision{Allowed: true}
 	}}
 	rep := &fakeReporter{}
-	p := startPlugin(t, Config{Socket: sock, Timeout: time.Minute, Margin: 300 * time.Millisecond}, dec, rep)
+	p := startPlugin(t, Config{Socket: sock, Timeout: time.Minute, Margin: 800 * time.Millisecond}, dec, rep)
 	rt.WaitPlugin()
 
 	start := time.Now()
