@@ -133,7 +133,9 @@ func (m *metaCache) Set(name string, b []byte) error {
 
 func (m *metaCache) SetMulti(files map[string][]byte) error {
 	for n, b := range files {
-		m.Set(n, b)
+		if err := m.Set(n, b); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -146,7 +148,9 @@ func (m *metaCache) Remove(name string) error {
 
 func (m *metaCache) RemoveAll() error {
 	for n := range m.files {
-		m.Remove(n)
+		if err := m.Remove(n); err != nil {
+			return err
+		}
 	}
 	return nil
 }

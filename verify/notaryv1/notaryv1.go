@@ -217,7 +217,7 @@ func parseDigest(d string) (digest, error) {
 	}
 	sum, err := hex.DecodeString(hexSum)
 	if err != nil || len(sum) != want || strings.ToLower(hexSum) != hexSum {
-		return digest{}, fmt.Errorf("want %d lower-case hex digits after %s:", 2*want, algo)
+		return digest{}, fmt.Errorf("want %d lower-case hex digits after %q", 2*want, algo+":")
 	}
 	return digest{algo: algo, sum: sum, str: d}, nil
 }

@@ -28,20 +28,20 @@ type Manifest struct {
 func (c *Client) Manifest(ctx context.Context, ref name.Reference) (*Manifest, error) {
 	desc, err := c.puller.Get(ctx, ref)
 	if err != nil {
-		return nil, fmt.Errorf("fetching manifest %s: %w", ref, err)
+		return nil, fmt.Errorf("fetching manifest %s: %w", ref, describe(err))
 	}
 	algo := "sha256"
 	d, byDigest := ref.(name.Digest)
 	if byDigest {
 		want, err := v1.NewHash(d.DigestStr())
 		if err != nil {
-			return nil, fmt.Errorf("fetching manifest %s: %w", ref, err)
+			return nil, fmt.Errorf("fetching manifest %s: %w", ref, describe(err))
 		}
 		algo = want.Algorithm
 	}
 	got, err := hashOf(algo, desc.Manifest)
 	if err != nil {
-		return nil, fmt.Errorf("fetching manifest %s: %w", ref, err)
+		return nil, fmt.Errorf("fetching manifest %s: %w", ref, describe(err))
 	}
 	// remote checks this too; checking here keeps the guarantee local.
 	if byDigest && got.String() != d.DigestStr() {
@@ -54,24 +54,24 @@ func (c *Client) Manifest(ctx context.Context, ref name.Reference) (*Manifest, e
 func (c *Client) Blob(ctx context.Context, d name.Digest) ([]byte, error) {
 	want, err := v1.NewHash(d.DigestStr())
 	if err != nil {
-		return nil, fmt.Errorf("fetching blob %s: %w", d, err)
+		return nil, fmt.Errorf("fetching blob %s: %w", d, describe(err))
 	}
 	l, err := c.puller.Layer(ctx, d)
 	if err != nil {
-		return nil, fmt.Errorf("fetching blob %s: %w", d, err)
+		return nil, fmt.Errorf("fetching blob %s: %w", d, describe(err))
 	}
 	rc, err := l.Compressed()
 	if err != nil {
-		return nil, fmt.Errorf("fetching blob %s: %w", d, err)
+		return nil, fmt.Errorf("fetching blob %s: %w", d, describe(err))
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(rc) // capped by capTransport
 	if err != nil {
-		return nil, fmt.Errorf("fetching blob %s: %w", d, err)
+		return nil, fmt.Errorf("fetching blob %s: %w", d, describe(err))
 	}
 	got, err := hashOf(want.Algorithm, b)
 	if err != nil {
-		return nil, fmt.Errorf("fetching blob %s: %w", d, err)
+		return nil, fmt.Errorf("fetching blob %s: %w", d, describe(err))
 	}
 	if got != want {
 		return nil, fmt.Errorf("fetching blob %s: %w (got %s)", d, ErrDigestMismatch, got)
@@ -90,7 +90,7 @@ func (c *Client) Resolve(ctx context.Context, ref name.Reference) (v1.Hash, erro
 		return desc.Digest, nil
 	}
 	if IsNotFound(err) {
-		return v1.Hash{}, fmt.Errorf("resolving %s: %w", ref, err)
+		return v1.Hash{}, fmt.Errorf("resolving %s: %w", ref, describe(err))
 	}
 	// Some registries answer HEAD without Docker-Content-Digest: GET and hash.
 	m, gerr := c.Manifest(ctx, ref)

@@ -25,11 +25,11 @@ const EmptyConfigType = "application/vnd.oci.empty.v1+json"
 func (c *Client) Referrers(ctx context.Context, d name.Digest, artifactType string) ([]v1.Descriptor, error) {
 	idx, err := remote.Referrers(d, remote.Reuse(c.puller), remote.WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s: %w", d, err)
+		return nil, fmt.Errorf("listing referrers of %s: %w", d, describe(err))
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s: %w", d, err)
+		return nil, fmt.Errorf("listing referrers of %s: %w", d, describe(err))
 	}
 	var out []v1.Descriptor
 	for _, desc := range im.Manifests {

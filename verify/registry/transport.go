@@ -23,7 +23,19 @@ type capTransport struct {
 	blobMax     int64
 }
 
+// maxRedirects bounds one chain of redirects, as http.Client's default
+// policy does. go-containerregistry replaces that policy with its SSRF check
+// (no redirect to a private or link-local IP literal of another host), which
+// has no limit of its own: without this one, a registry answering every
+// request with a redirect to itself keeps a verification busy until its
+// deadline, at thousands of requests a second, and http.Client keeps every
+// hop of the chain in memory.
+const maxRedirects = 10
+
 func (t *capTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if n := redirects(req); n > maxRedirects {
+		return nil, fmt.Errorf("%w: stopped after %d redirects (now to %s)", ErrTooManyRedirects, maxRedirects, redactURL(req))
+	}
 	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
 	resp, err := t.next.RoundTrip(req.WithContext(ctx))
 	if err != nil {
@@ -43,7 +55,7 @@ func (t *capTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	limit, kind := t.limitFor(req)
 	if resp.ContentLength > limit {
-		resp.Body.Close()
+		_ = resp.Body.Close() // the response is refused; a close error changes nothing
 		cancel()
 		return nil, fmt.Errorf("%w: Content-Length %d exceeds the %s size cap of %d bytes", ErrTooLarge, resp.ContentLength, kind, limit)
 	}
@@ -68,6 +80,16 @@ func (t *capTransport) limitFor(req *http.Request) (int64, string) {
 	}
 	// Ping and token responses: small in practice; use the larger cap.
 	return max(t.manifestMax, t.blobMax), "response"
+}
+
+// redirects counts the redirects that led to req: http.Client links each
+// hop to the response that caused it.
+func redirects(req *http.Request) int {
+	n := 0
+	for r := req; r.Response != nil && r.Response.Request != nil; r = r.Response.Request {
+		n++
+	}
+	return n
 }
 
 // apiKind returns "manifests", "blobs", ... for /v2/<name>/<kind>/<ref>.
