@@ -185,3 +185,71 @@ func TestSetPolicy(t *testing.T) {
 		t.Fatal("failed SetPolicy replaced the policy in force")
 	}
 }
+
+// DecideCached answers only from the cache, never verifying, and then
+// exactly as Decide does.
+func TestDecideCached(t *testing.T) {
+	f := &fakes{verdict: verify.Verdict{Allowed: true, Reason: "signed"}}
+	g := newGate(t, testPolicy, f)
+	in := Input{Image: "127.0.0.1:5000/fake/app:v1", Digest: dgst, Namespace: "default"}
+	if d, ok := g.DecideCached(in); ok {
+		t.Fatalf("cold cache answered: %+v", d)
+	}
+	if n := f.calls.Load(); n != 0 {
+		t.Fatalf("DecideCached verified %d times", n)
+	}
+	want := g.Decide(context.Background(), in)
+	got, ok := g.DecideCached(in)
+	if !ok {
+		t.Fatal("warm cache did not answer")
+	}
+	got.Latency, want.Latency, want.CacheHit = 0, 0, true
+	if got != want {
+		t.Fatalf("DecideCached %+v, Decide %+v", got, want)
+	}
+	// Answers that need no verdict are given at once too.
+	if d, ok := g.DecideCached(Input{Image: "127.0.0.1:5000/app:v1"}); !ok || d.Allowed || !strings.Contains(d.Reason, "digest") {
+		t.Fatalf("no digest: %+v %v", d, ok)
+	}
+	if n := f.calls.Load(); n != 1 {
+		t.Fatalf("verifier called %d times, want 1", n)
+	}
+}
+
+// Prewarm caches the verdict for every rule the image can meet, so that a
+// container of it in any namespace is decided from the cache.
+func TestPrewarm(t *testing.T) {
+	f := &fakes{verdict: verify.Verdict{Allowed: true, Reason: "signed"}}
+	g := newGate(t, testPolicy+`
+- pattern: "127.0.0.1:5000/fake/app:*"
+  validator: fake
+  namespaces: [team-a]
+- pattern: "127.0.0.1:5000/fake/app:*"
+  validator: fake
+  namespaces: [team-b]
+  mode: audit
+`, f)
+	image := "127.0.0.1:5000/fake/app:v1"
+	n, err := g.Prewarm(context.Background(), image, dgst, "")
+	if err != nil || n != 3 {
+		t.Fatalf("Prewarm = %d, %v; want 3 rules (default, team-a, team-b)", n, err)
+	}
+	if c := f.calls.Load(); c != 3 {
+		t.Fatalf("%d verifications, want 3", c)
+	}
+	for _, ns := range []string{"default", "team-a", "team-b", ""} {
+		if _, ok := g.DecideCached(Input{Image: image, Digest: dgst, Namespace: ns}); !ok {
+			t.Errorf("namespace %q: verdict not cached", ns)
+		}
+	}
+	// Again: all cached, nothing verified.
+	if _, err := g.Prewarm(context.Background(), image, dgst, ""); err != nil || f.calls.Load() != 3 {
+		t.Fatalf("second Prewarm: %v, %d verifications", err, f.calls.Load())
+	}
+	if n, err := g.Prewarm(context.Background(), "ghcr.io/nobody/x:1", dgst, ""); err != nil || n != 0 {
+		t.Fatalf("no rule: %d, %v", n, err)
+	}
+	if _, err := g.Prewarm(context.Background(), "sha256:"+strings.Repeat("a", 64), dgst, ""); err == nil {
+		t.Fatal("a bare image ID was prewarmed")
+	}
+}

@@ -40,6 +40,11 @@ func (p *Plugin) check(ctx context.Context, pod *api.PodSandbox, ctr *api.Contai
 
 	// Another request for this container is deciding (NRI serialises
 	// requests, so only in theory) or has decided: wait within our budget.
+	select {
+	case <-e.done:
+		return verdictError(e.in, e.d)
+	default:
+	}
 	wctx, cancel := budget(ctx, start, p.cfg.Timeout, p.cfg.Margin)
 	defer cancel()
 	select {
@@ -56,6 +61,13 @@ func (p *Plugin) check(ctx context.Context, pod *api.PodSandbox, ctr *api.Contai
 // then creates containers without us. So it stops waiting a little after the
 // budget and denies as pending; a late answer is discarded.
 func (p *Plugin) decide(ctx context.Context, in gate.Input, start time.Time) (gate.Input, gate.Decision) {
+	// The common case, a verdict in the cache, is answered at once: no
+	// deadline to enforce on an answer that cannot block.
+	if c, ok := p.decider.(CachedDecider); ok && !p.needsResolve(in) {
+		if d, ok := c.DecideCached(in); ok {
+			return in, d
+		}
+	}
 	dctx, cancel := budget(ctx, start, p.cfg.Timeout, p.cfg.Margin)
 	defer cancel()
 
@@ -98,7 +110,7 @@ func (p *Plugin) decide(ctx context.Context, in gate.Input, start time.Time) (ga
 // resolve fills in the digests the runtime did not send, if a Resolver is
 // configured. On failure the digest stays empty and the gate denies.
 func (p *Plugin) resolve(ctx context.Context, in gate.Input) gate.Input {
-	if in.Digest != "" || in.Image == "" || p.cfg.Resolver == nil {
+	if !p.needsResolve(in) {
 		return in
 	}
 	img, err := p.cfg.Resolver.Resolve(ctx, in.Image)
@@ -110,6 +122,11 @@ func (p *Plugin) resolve(ctx context.Context, in gate.Input) gate.Input {
 	// image's repository applies.
 	in.Image, in.Digest, in.ConfigDigest = img.Name, img.Digest, img.ConfigDigest
 	return in
+}
+
+// needsResolve says whether resolve would ask the Resolver.
+func (p *Plugin) needsResolve(in gate.Input) bool {
+	return in.Digest == "" && in.Image != "" && p.cfg.Resolver != nil
 }
 
 // budget derives the decision context: it ends Margin before the runtime's

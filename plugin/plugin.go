@@ -36,6 +36,15 @@ type Decider interface {
 	Decide(ctx context.Context, in gate.Input) gate.Decision
 }
 
+// CachedDecider is a Decider that can answer from memory, at once and
+// without blocking, when it has the answer (gate.Gate does when the verdict
+// is cached). The plugin asks it first and skips the deadline machinery
+// (a goroutine, a timer) that guards the Decider; ok false means it must
+// ask Decide. Its decisions must be exactly Decide's.
+type CachedDecider interface {
+	DecideCached(in gate.Input) (d gate.Decision, ok bool)
+}
+
 // Reporter records a decision. It is called once per container decision,
 // synchronously on the NRI request path, which the runtime serialises for
 // the whole node: it must queue and return, never wait on the network.

@@ -124,6 +124,20 @@ func (c *Cache) Get(ctx context.Context, key string, verify func(context.Context
 	}
 }
 
+// Cached answers from the cache alone, never starting or waiting for a
+// verification: ok is false when key has no live verdict (a miss is not
+// counted, the Get that follows counts it).
+func (c *Cache) Cached(key string) (v Verdict, err error, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !ok || !c.now().Before(e.expires) {
+		return Verdict{}, nil, false
+	}
+	c.stats.Hits++
+	return e.verdict, e.err, true
+}
+
 func (c *Cache) lookup(key string) (entry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

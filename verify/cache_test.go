@@ -174,3 +174,23 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Cached answers from the cache only: never verifies, counts hits only.
+func TestCacheCached(t *testing.T) {
+	c, clk := newTestCache(CacheOptions{PositiveTTL: time.Minute})
+	if _, _, ok := c.Cached("k"); ok {
+		t.Fatal("empty cache answered")
+	}
+	c.Get(context.Background(), "k", func(context.Context) (Verdict, error) { return Verdict{Allowed: true, Reason: "ok"}, nil })
+	v, err, ok := c.Cached("k")
+	if !ok || err != nil || !v.Allowed {
+		t.Fatalf("Cached = %+v, %v, %v", v, err, ok)
+	}
+	if s := c.Stats(); s.Hits != 1 || s.Misses != 1 || s.Verifications != 1 {
+		t.Fatalf("stats %+v, want 1 hit, 1 miss (Get's), 1 verification", s)
+	}
+	clk.add(2 * time.Minute)
+	if _, _, ok := c.Cached("k"); ok {
+		t.Fatal("expired verdict answered")
+	}
+}

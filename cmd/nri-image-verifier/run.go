@@ -18,6 +18,7 @@ import (
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
+	"github.com/nri-image-verifier/nri-image-verifier/plugin/prewarm"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin/resolve"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/report"
@@ -44,11 +45,16 @@ func runCmd(args []string, stderr io.Writer) int {
 	events := fs.Bool("events", true, "record a Kubernetes Event on the Pod for every refusal and audit-mode would-be refusal")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig of the API server that receives Events (default: the pod's service account, when running in a cluster)")
 	httpAddr := fs.String("http-addr", "", `address serving /metrics, /healthz and /readyz, e.g. ":9797" ("" turns it off)`)
+	prewarmImages := fs.Bool("prewarm", false, "verify images as containerd pulls them (its image events on --containerd-socket), and those it already holds at start, so that container creation finds the verdict cached; the chain check then reads manifests from containerd's content store")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	if fs.NArg() != 0 {
 		fmt.Fprintf(stderr, "run takes no arguments, got %q\n", fs.Args())
+		return exitUsage
+	}
+	if *prewarmImages && *ctrdSocket == "" {
+		fmt.Fprintln(stderr, "--prewarm needs --containerd-socket")
 		return exitUsage
 	}
 
@@ -62,6 +68,20 @@ func runCmd(args []string, stderr io.Writer) int {
 
 	metrics := report.NewMetrics()
 	vf.metrics = metrics
+	var (
+		local *resolve.Resolver
+		err   error
+	)
+	if *prewarmImages {
+		// containerd's image store: what prewarm verifies, and the
+		// manifests the chain check then reads without a registry request.
+		if local, err = resolve.New(*ctrdSocket, resolve.Namespace); err != nil {
+			log.Error("cannot start", "error", err.Error())
+			return exitDeny
+		}
+		defer local.Close()
+		vf.local = local
+	}
 	g, _, err := vf.build()
 	if err != nil {
 		log.Error("cannot start", "error", err.Error())
@@ -72,7 +92,11 @@ func runCmd(args []string, stderr io.Writer) int {
 		log.Error("cannot open audit log", "error", err.Error())
 		return exitDeny
 	}
-	defer closeAudit()
+	defer func() {
+		if err := closeAudit(); err != nil {
+			log.Error("closing the audit log", "error", err.Error())
+		}
+	}()
 	if *node == "" {
 		*node, _ = os.Hostname()
 	}
@@ -118,6 +142,9 @@ func runCmd(args []string, stderr io.Writer) int {
 	}
 
 	go watchPolicy(ctx, vf.policy, g, metrics, log)
+	if *prewarmImages {
+		go prewarm.Run(ctx, prewarm.Config{Socket: *ctrdSocket, Namespace: resolve.Namespace, Resolver: local, Existing: true, Logger: log}, g)
+	}
 	warn(log, g.Policy())
 	log.Info("nri-image-verifier starting", "policy", vf.policy, "policy_version", g.Policy().Version,
 		"nri_socket", pc.Socket, "plugin", pc.Index+"-"+pc.Name)
@@ -156,15 +183,15 @@ func watchPolicy(ctx context.Context, path string, g *gate.Gate, m *report.Metri
 	}
 }
 
-func openAudit(path string) (io.Writer, func(), error) {
+func openAudit(path string) (io.Writer, func() error, error) {
 	if path == "-" {
-		return os.Stdout, func() {}, nil
+		return os.Stdout, func() error { return nil }, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600) // #nosec G304 -- the operator's --audit-log path; the daemon is meant to write there.
 	if err != nil {
 		return nil, nil, err
 	}
-	return f, func() { f.Close() }, nil
+	return f, f.Close, nil
 }
 
 // warn logs the policy settings that load but have no effect here.
@@ -224,7 +251,7 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logge
 			log.Error("HTTP server stopped", "addr", addr, "error", err.Error())
 		}
 	}()
-	go func() {
+	go func() { // #nosec G118 -- shuts the server down once ctx is done, so the shutdown cannot use ctx; it has its own 2 s bound.
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -29,6 +29,9 @@ type verifierFlags struct {
 	// metrics, if set before build, instruments registry requests and
 	// validator runs (the daemon sets it; the one-shot CLI does not).
 	metrics *report.Metrics
+	// local, if set before build, is containerd's content store, read
+	// first by the chain check (the daemon sets it with --prewarm).
+	local registry.LocalContent
 }
 
 func (f *verifierFlags) register(fs *flag.FlagSet) {
@@ -51,7 +54,7 @@ func (f *verifierFlags) build() (*gate.Gate, *registry.Client, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("invalid policy %s:\n%w", f.policy, err)
 	}
-	opts := registry.Options{Timeout: f.requestTimeout}
+	opts := registry.Options{Timeout: f.requestTimeout, Local: f.local}
 	if f.metrics != nil {
 		opts.Transport = f.metrics.Transport(registryTransport())
 	}

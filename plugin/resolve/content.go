@@ -14,6 +14,7 @@ import (
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/grpc/metadata"
 )
 
 // maxManifest bounds what is read from the content store: manifests and
@@ -63,6 +64,13 @@ func (r *Resolver) configOf(ctx context.Context, mediaType, digest string, depth
 		return "", fmt.Errorf("index %s has no manifest for %s/%s", digest, runtime.GOOS, runtime.GOARCH)
 	}
 	return r.configOf(ctx, best.MediaType, best.Digest.String(), depth+1)
+}
+
+// Content reads a manifest or index (at most 4 MiB) from containerd's
+// content store and checks that it hashes to digest: registry.LocalContent,
+// for the chain check to read what the node already holds.
+func (r *Resolver) Content(ctx context.Context, digest string) ([]byte, error) {
+	return r.read(metadata.AppendToOutgoingContext(ctx, "containerd-namespace", r.namespace), digest)
 }
 
 // read fetches a blob from containerd's content store and checks its digest.

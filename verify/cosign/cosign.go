@@ -13,7 +13,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -27,6 +26,10 @@ type Verifier struct {
 	validator *policy.Validator
 	reg       *registry.Client
 	roots     map[string]*trustRoot
+	// hints remembers, per repository, where the signatures that met a
+	// policy were found, so that the next digest of the repository looks
+	// there first (see lookups).
+	hints hints
 }
 
 var _ verify.Verifier = (*Verifier)(nil)
@@ -57,6 +60,12 @@ func New(v *policy.Validator, reg *registry.Client) (*Verifier, error) {
 // registry.Client.Candidates) and applies with's threshold and required
 // roots. Registry failures that leave the answer open are returned as
 // errors; everything else is a verdict.
+//
+// It stops as soon as the chain check has confirmed the candidates and the
+// signatures verified so far meet the policy: more signatures can only add
+// signers, never take an allow back. So an allowed verdict's Signers may
+// name only the roots found by then. Lookups that might still be needed are
+// never skipped: see lookups for the order they are made in.
 func (v *Verifier) Verify(ctx context.Context, s verify.Subject, with policy.With) (verify.Verdict, error) {
 	names := with.Selected(v.validator)
 	roots := make([]*trustRoot, 0, len(names))
@@ -83,31 +92,26 @@ func (v *Verifier) Verify(ctx context.Context, s verify.Subject, with policy.Wit
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	t := newTally(len(roots))
-	var wg sync.WaitGroup
-	lookUp := func(c string) {
-		wg.Add(2)
-		go func() { defer wg.Done(); t.add(v.legacy(ctx, repo, c, roots)) }()
-		go func() { defer wg.Done(); t.add(v.bundles(ctx, repo, c, roots)) }()
-	}
-	lookUp(s.Digest)
-	cands, err := v.reg.Candidates(ctx, repo, s.Digest, s.ConfigDigest)
+	run := newLookups(ctx, v, repo, roots, t, v.hints.get(s.Repository))
+	cands, err := run.wait(s.Digest, func(ctx context.Context) ([]string, error) {
+		return v.reg.Candidates(ctx, repo, s.Digest, s.ConfigDigest)
+	}, func() bool { return t.met(threshold, required, names) })
+	// Whatever is still in flight is moot: the answer is known.
+	cancel()
+	run.wg.Wait()
 	if err != nil {
-		cancel()
-		wg.Wait()
 		if registry.IsDefinitive(err) {
 			return deny("%v", err), nil
 		}
 		return verify.Verdict{}, fmt.Errorf("cosign validator %q: %w", v.validator.Name, err)
 	}
-	for _, c := range cands {
-		if c != s.Digest {
-			lookUp(c)
-		}
-	}
-	wg.Wait()
 
 	verdict := t.verdict(cands, names, threshold, required)
-	if !verdict.Allowed && t.err != nil {
+	if verdict.Allowed {
+		v.hints.put(s.Repository, t.contributed())
+		return verdict, nil
+	}
+	if t.err != nil {
 		// A signature we could not fetch might have met the policy.
 		return verify.Verdict{}, fmt.Errorf("cosign validator %q: %w", v.validator.Name, t.err)
 	}

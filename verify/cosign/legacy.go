@@ -3,7 +3,9 @@ package cosign
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 
@@ -46,11 +48,12 @@ func (v *Verifier) legacy(ctx context.Context, repo name.Repository, cand string
 	}
 	found := make([]*finding, len(layers))
 	errs := make([]error, len(layers))
+	expected := expectedPayload(repo, cand)
 	var g errgroup.Group
 	g.SetLimit(4)
 	for i, l := range layers {
 		g.Go(func() error {
-			found[i], errs[i] = v.checkLegacy(ctx, repo, cand, tag.TagStr(), l, roots)
+			found[i], errs[i] = v.checkLegacy(ctx, repo, cand, tag.TagStr(), l, expected, roots)
 			return nil
 		})
 	}
@@ -60,7 +63,7 @@ func (v *Verifier) legacy(ctx context.Context, repo name.Repository, cand string
 
 // checkLegacy verifies one simple-signing layer. A nil finding with an
 // error means the signature could not be fetched.
-func (v *Verifier) checkLegacy(ctx context.Context, repo name.Repository, cand, tag string, l v1.Descriptor, roots []*trustRoot) (*finding, error) {
+func (v *Verifier) checkLegacy(ctx context.Context, repo name.Repository, cand, tag string, l v1.Descriptor, expected []byte, roots []*trustRoot) (*finding, error) {
 	b64, ok := l.Annotations[signatureAnnotation]
 	if !ok {
 		return ptr(failed(rankMalformed, "layer %s of %s has no %s annotation", l.Digest, tag, signatureAnnotation)), nil
@@ -69,7 +72,10 @@ func (v *Verifier) checkLegacy(ctx context.Context, repo name.Repository, cand, 
 	if err != nil {
 		return ptr(failed(rankMalformed, "signature on layer %s of %s is not base64", l.Digest, tag)), nil
 	}
-	body, err := v.reg.Blob(ctx, repo.Digest(l.Digest.String()))
+	body, err := expected, error(nil)
+	if !isPayload(l, expected) {
+		body, err = v.reg.Blob(ctx, repo.Digest(l.Digest.String()))
+	}
 	if registry.IsNotFound(err) {
 		return ptr(failed(rankMalformed, "payload %s of %s is missing from the registry", l.Digest, tag)), nil
 	}
@@ -94,6 +100,32 @@ func (v *Verifier) checkLegacy(ctx context.Context, repo name.Repository, cand, 
 		return &f, nil
 	}
 	return &finding{signedBy: signedBy}, nil
+}
+
+// expectedPayload is the simple-signing payload cosign writes, by default,
+// when it signs cand in repo: the same library (sigstore's payload.Cosign)
+// makes the same bytes. Nil if there is none to expect.
+func expectedPayload(repo name.Repository, cand string) []byte {
+	b, err := payload.Cosign{Image: repo.Digest(cand)}.MarshalJSON()
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// isPayload says whether l, a layer of a signature image, holds exactly
+// expected: then the payload need not be fetched, a round trip saved. Its
+// sha256 is the layer's digest, so these are the very bytes the blob would
+// hold (fetching by digest proves no more), and the signature is then
+// verified over them as over any fetched payload. A payload with other
+// bytes (another repository name, annotations, another digest) does not
+// match and is fetched as ever.
+func isPayload(l v1.Descriptor, expected []byte) bool {
+	if expected == nil || l.Digest.Algorithm != "sha256" || l.Size != int64(len(expected)) {
+		return false
+	}
+	sum := sha256.Sum256(expected)
+	return hex.EncodeToString(sum[:]) == l.Digest.Hex
 }
 
 // checkPayload reads a verified simple-signing payload: it must be a cosign

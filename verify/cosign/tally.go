@@ -31,6 +31,7 @@ func failed(rank int, format string, args ...any) finding {
 
 // result is one lookup: one candidate digest, one format.
 type result struct {
+	from     where // the lookup
 	findings []finding
 	skipped  int   // signatures not examined: over the cap
 	err      error // transient: the lookup is incomplete
@@ -44,6 +45,8 @@ type tally struct {
 	best    finding
 	skipped int
 	err     error
+	// from is where the signatures that verified for some root were.
+	from where
 }
 
 func newTally(roots int) *tally { return &tally{signed: make([]bool, roots)} }
@@ -56,6 +59,9 @@ func (t *tally) add(r result) {
 		for _, i := range f.signedBy {
 			t.signed[i] = true
 		}
+		if len(f.signedBy) > 0 {
+			t.from |= r.from
+		}
 		if len(f.signedBy) == 0 && f.rank > t.best.rank {
 			t.best = f
 		}
@@ -64,6 +70,36 @@ func (t *tally) add(r result) {
 	if r.err != nil && t.err == nil {
 		t.err = r.err
 	}
+}
+
+// met says whether the signatures verified so far meet the threshold and
+// the required roots (names are the selected roots, as in verdict).
+func (t *tally) met(threshold int, required, names []string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, s := range t.signed {
+		if s {
+			n++
+		}
+	}
+	if n < threshold {
+		return false
+	}
+	for _, r := range required {
+		i := slices.Index(names, r)
+		if i < 0 || !t.signed[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// contributed is where the signatures that verified were found.
+func (t *tally) contributed() where {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.from
 }
 
 // verdict applies the threshold and the required roots to what was found.

@@ -8,6 +8,7 @@
 package registry
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -49,6 +50,18 @@ type Options struct {
 	// Transport replaces the HTTP transport (tests use it to count
 	// requests). Default: one tuned *http.Transport per Client.
 	Transport http.RoundTripper
+	// Local, if set, is asked first for the manifests of the chain check
+	// (Candidates): on a node, containerd's content store holds those of
+	// every image it runs, so the chain from the runtime's digest to its
+	// config costs no registry request. Content is used only if it hashes
+	// to the digest asked for; otherwise, or on any error, the registry is
+	// asked as ever.
+	Local LocalContent
+}
+
+// LocalContent reads content by digest from a local store (containerd's).
+type LocalContent interface {
+	Content(ctx context.Context, digest string) ([]byte, error)
 }
 
 func (o Options) withDefaults() Options {
