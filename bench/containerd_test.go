@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -306,7 +305,7 @@ func (w *realWorld) teardown(t *testing.T) {
 			<-done
 		}
 	}
-	for _, pid := range pidsNaming(w.dir) {
+	for _, pid := range ctrd.PIDsNaming(w.dir) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	time.Sleep(100 * time.Millisecond)
@@ -348,30 +347,6 @@ func (w *realWorld) teardown(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Error(err)
 	}
-}
-
-// pidsNaming lists the processes with an argument under dir (containerd's
-// shims name their socket there): this run's alone.
-func pidsNaming(dir string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		for _, arg := range strings.Split(string(b), "\x00") {
-			if strings.HasPrefix(arg, dir+"/") {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	return pids
 }
 
 // reapZombies waits for exited shims adopted by this process (the

@@ -128,31 +128,6 @@ func becomeSubreaper() error {
 	return nil
 }
 
-// pidsNaming lists the processes with an argument under dir: containerd
-// (--config), the plugin (--policy) and the shims (-address, the socket
-// they report to). dir is unique to a run, so these are that run's alone.
-func pidsNaming(dir string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		for _, arg := range strings.Split(string(b), "\x00") {
-			if strings.HasPrefix(arg, dir+"/") {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	return pids
-}
-
 // reapOrphans waits for our exited children that nothing else waits for:
 // shims adopted as subreaper. Call it only once every exec.Cmd is waited.
 func reapOrphans() {
@@ -254,7 +229,7 @@ func removeCgroups(name string) error {
 func cleanDir(dir string) error {
 	var errs []error
 	var outside []string // sockets the killed listen on outside dir
-	for _, pid := range pidsNaming(dir) {
+	for _, pid := range PIDsNaming(dir) {
 		outside = append(outside, shimSockets(pid)...)
 		syscall.Kill(pid, syscall.SIGCONT) // a test may have stopped it
 		syscall.Kill(pid, syscall.SIGKILL)
