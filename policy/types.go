@@ -20,8 +20,9 @@ const (
 
 // Validator types understood by this build.
 const (
-	TypeStatic = "static"
-	TypeCosign = "cosign"
+	TypeStatic   = "static"
+	TypeCosign   = "cosign"
+	TypeNotation = "notation"
 )
 
 // AllTrustRoots is the trustRoot value that selects every root of a validator.
@@ -141,6 +142,17 @@ type With struct {
 	Mode string `json:"mode,omitempty"`
 	// Delegations is for notaryv1 (later).
 	Delegations []string `json:"delegations,omitempty"`
+
+	// Attestations (cosign) are in-toto attestations the image must also
+	// carry, each signed by the rule's trust roots; see attest.go.
+	Attestations []Attestation `json:"attestations,omitempty"`
+
+	// VerificationLevel (notation) is strict, permissive or audit, as in
+	// the Notary Project trust policy; see notation.go.
+	VerificationLevel string `json:"verificationLevel,omitempty"`
+	// TrustedIdentities (notation) pins the signing certificate's subject,
+	// as in the Notary Project trust policy ("x509.subject: CN=...").
+	TrustedIdentities []string `json:"trustedIdentities,omitempty"`
 }
 
 // Match is the result of looking up the rule for an image.

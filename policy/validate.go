@@ -86,12 +86,12 @@ func (c *checker) validator(path string, v *Validator) {
 		c.cosign(path, v)
 	case TypeNotaryV1:
 		c.notaryV1(path, v)
-	case "notation":
-		c.add(path+".type", "validator type %q is not supported by this version yet", v.Type)
+	case TypeNotation:
+		c.notation(path, v)
 	case "":
-		c.add(path+".type", "must be set (%q, %q or %q)", TypeStatic, TypeCosign, TypeNotaryV1)
+		c.add(path+".type", "must be set (%q, %q, %q or %q)", TypeStatic, TypeCosign, TypeNotaryV1, TypeNotation)
 	default:
-		c.add(path+".type", "unknown validator type %q (want %q, %q or %q)", v.Type, TypeStatic, TypeCosign, TypeNotaryV1)
+		c.add(path+".type", "unknown validator type %q (want %q, %q, %q or %q)", v.Type, TypeStatic, TypeCosign, TypeNotaryV1, TypeNotation)
 	}
 }
 
@@ -187,6 +187,19 @@ func (c *checker) rule(p *Policy, idx int) {
 		c.cosignWith(path+".with", r.With, v)
 	case v.Type == TypeNotaryV1:
 		c.notaryV1With(path+".with", r.With, v)
+	case v.Type == TypeNotation:
+		c.notationWith(path+".with", r.With, v)
+	}
+	if v != nil && v.Type != TypeNotation && v.Type != TypeStatic {
+		if r.With.VerificationLevel != "" {
+			c.add(path+".with.verificationLevel", "only notation validators take a verification level (validator %q is %s)", v.Name, v.Type)
+		}
+		if len(r.With.TrustedIdentities) > 0 {
+			c.add(path+".with.trustedIdentities", "only notation validators take trusted identities (validator %q is %s)", v.Name, v.Type)
+		}
+	}
+	if v != nil {
+		c.attestations(path+".with.attestations", r.With, v)
 	}
 }
 
@@ -334,7 +347,8 @@ func NotaryServer(v *Validator) (*url.URL, error) {
 func isZeroWith(w With) bool {
 	return w.TrustRoot == "" && w.Threshold == nil && len(w.Required) == 0 &&
 		w.VerifyInTransparencyLog == nil && w.VerifySCT == nil && w.Mode == "" &&
-		len(w.Delegations) == 0
+		len(w.Delegations) == 0 && len(w.Attestations) == 0 &&
+		w.VerificationLevel == "" && len(w.TrustedIdentities) == 0
 }
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
