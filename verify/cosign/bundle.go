@@ -131,12 +131,12 @@ func (v *Verifier) checkBundle(ctx context.Context, repo name.Repository, cand s
 // is meant to be used: the signature over the statement, the statement's
 // subject against the digest, then the predicate type.
 func (r *trustRoot) verifyBundle(b *bundle.Bundle, cand string, want []byte, ref string) (finding, bool) {
-	res, err := r.bundle.Verify(b, sgverify.NewPolicy(sgverify.WithArtifactDigest("sha256", want), sgverify.WithKey()))
+	res, err := r.verify(b, sgverify.WithArtifactDigest("sha256", want))
 	if err != nil {
 		// Tell a genuine signature for another digest (a replay) from a
 		// bad one, for the reason: verify the signature alone. Only the
 		// message changes; either way the bundle does not count.
-		if alone, err2 := r.bundle.Verify(b, sgverify.NewPolicy(sgverify.WithoutArtifactUnsafe(), sgverify.WithKey())); err2 == nil && alone.Statement != nil {
+		if alone, err2 := r.verify(b, sgverify.WithoutArtifactUnsafe()); err2 == nil && alone.Statement != nil {
 			return failed(rankDigest, "signature names digest %s, not %s", subjectDigests(alone.Statement.GetSubject()), cand), false
 		}
 		return failed(rankKey, "bundle in referrer %s does not verify: %v", ref, err), false

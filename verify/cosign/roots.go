@@ -58,6 +58,15 @@ func newTrustRoot(tr policy.TrustRoot) (*trustRoot, error) {
 	return &trustRoot{name: tr.Name, legacy: legacy, bundle: sv}, nil
 }
 
+// verify checks a signed entity (a Sigstore bundle) against this root: the
+// signature with the root's key, and the binding to artifact. It is the one
+// place that says what "signed by this root" means for a bundle; the
+// statement's predicate is not decoded (read the verified envelope payload
+// where it matters).
+func (r *trustRoot) verify(e sgverify.SignedEntity, artifact sgverify.ArtifactPolicyOption) (*sgverify.VerificationResult, error) {
+	return r.bundle.Verify(e, sgverify.NewPolicy(artifact, sgverify.WithKey()))
+}
+
 // bundleKeyVerifier accepts what cosign v3 and sigstore-go sign with: the
 // key's default algorithm (ECDSA P-384 with SHA-384, ...) and, for ECDSA,
 // also SHA-256, which older clients used for every curve.
