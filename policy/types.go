@@ -153,6 +153,9 @@ type With struct {
 	// TrustedIdentities (notation) pins the signing certificate's subject,
 	// as in the Notary Project trust policy ("x509.subject: CN=...").
 	TrustedIdentities []string `json:"trustedIdentities,omitempty"`
+	// VerifyTimestamp (notation) is "always" or "afterCertExpiry", as in
+	// the Notary Project trust policy and Connaisseur.
+	VerifyTimestamp string `json:"verifyTimestamp,omitempty"`
 }
 
 // Match is the result of looking up the rule for an image.

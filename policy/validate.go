@@ -194,6 +194,9 @@ func (c *checker) rule(p *Policy, idx int) {
 		if r.With.VerificationLevel != "" {
 			c.add(path+".with.verificationLevel", "only notation validators take a verification level (validator %q is %s)", v.Name, v.Type)
 		}
+		if r.With.VerifyTimestamp != "" {
+			c.add(path+".with.verifyTimestamp", "only notation validators take verifyTimestamp (validator %q is %s)", v.Name, v.Type)
+		}
 		if len(r.With.TrustedIdentities) > 0 {
 			c.add(path+".with.trustedIdentities", "only notation validators take trusted identities (validator %q is %s)", v.Name, v.Type)
 		}
@@ -348,7 +351,7 @@ func isZeroWith(w With) bool {
 	return w.TrustRoot == "" && w.Threshold == nil && len(w.Required) == 0 &&
 		w.VerifyInTransparencyLog == nil && w.VerifySCT == nil && w.Mode == "" &&
 		len(w.Delegations) == 0 && len(w.Attestations) == 0 &&
-		w.VerificationLevel == "" && len(w.TrustedIdentities) == 0
+		w.VerificationLevel == "" && len(w.TrustedIdentities) == 0 && w.VerifyTimestamp == ""
 }
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
