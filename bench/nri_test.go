@@ -2,21 +2,16 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
-	validator "github.com/containerd/nri/plugins/default-validator/builtin"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
 	"github.com/nri-image-verifier/nri-image-verifier/report"
 )
@@ -33,56 +28,27 @@ func (quiet) Errorf(context.Context, string, ...any) {}
 // socket, with the default validator requiring the one plugin it serves
 // (the deployment's configuration).
 type nriRuntime struct {
-	r      *adaptation.Adaptation
+	*nritest.Runtime
 	socket string
-	syncs  atomic.Int32
-	synced chan struct{}
-	seq    atomic.Int64
 }
 
 func startNRI(t testing.TB, required string) *nriRuntime {
 	t.Helper()
-	// Unix socket paths are limited to 108 bytes; t.TempDir can be longer.
-	dir, err := os.MkdirTemp("", "niv-bench-")
+	r, err := nritest.New(nritest.Options{Required: []string{required}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	rt := &nriRuntime{socket: filepath.Join(dir, "nri.sock"), synced: make(chan struct{}, 4)}
-	r, err := adaptation.New("bench-runtime", "v0.0.1",
-		func(ctx context.Context, cb adaptation.SyncCB) error {
-			_, err := cb(ctx, nil, nil)
-			if rt.syncs.Add(1) > 1 && err == nil {
-				select {
-				case rt.synced <- struct{}{}:
-				default:
-				}
-			}
-			return err
-		},
-		func(context.Context, []*api.ContainerUpdate) ([]*api.ContainerUpdate, error) { return nil, nil },
-		adaptation.WithSocketPath(rt.socket),
-		adaptation.WithPluginPath(filepath.Join(dir, "plugins")),
-		adaptation.WithPluginConfigPath(filepath.Join(dir, "conf.d")),
-		adaptation.WithDefaultValidator(&validator.DefaultValidatorConfig{Enable: true, RequiredPlugins: []string{required}}),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(r.Close)
 	if err := r.Start(); err != nil {
 		t.Fatal(err)
 	}
-	rt.r = r
-	t.Cleanup(r.Stop)
-	return rt
+	return &nriRuntime{Runtime: r, socket: r.Socket}
 }
 
 func (rt *nriRuntime) waitPlugin(t testing.TB) {
 	t.Helper()
-	select {
-	case <-rt.synced:
-	case <-time.After(30 * time.Second):
-		t.Fatal("plugin did not register with the runtime")
+	if err := rt.WaitPlugin(30 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -95,16 +61,8 @@ func (rt *nriRuntime) create(ctx context.Context, img image, namespace string) (
 
 // createNamed is create with the image known to the runtime by name.
 func (rt *nriRuntime) createNamed(ctx context.Context, img image, name, namespace string) (time.Duration, error) {
-	n := rt.seq.Add(1)
-	pod := &api.PodSandbox{Id: fmt.Sprintf("pod-%d", n), Name: fmt.Sprintf("pod-%d", n),
-		Namespace: namespace, Uid: fmt.Sprintf("uid-%d", n)}
-	ctr := &api.Container{Id: fmt.Sprintf("ctr-%d", n), PodSandboxId: pod.Id, Name: "app",
-		Image: &api.Image{Name: name, Digest: img.digest, ConfigDigest: img.config}}
-	start := time.Now()
-	b := rt.r.BlockPluginSync()
-	_, err := rt.r.CreateContainer(ctx, &api.CreateContainerRequest{Pod: pod, Container: ctr})
-	b.Unblock()
-	return time.Since(start), err
+	pod, ctr := nritest.Container(namespace, nritest.Image{Name: name, Digest: img.digest, ConfigDigest: img.config})
+	return rt.CreateContainer(ctx, pod, ctr)
 }
 
 // noopPlugin answers both requests the gate answers, doing nothing: the

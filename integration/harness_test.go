@@ -14,13 +14,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/containerd/nri/pkg/adaptation"
-	"github.com/containerd/nri/pkg/api"
-	validator "github.com/containerd/nri/plugins/default-validator/builtin"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
 )
 
 const (
@@ -52,90 +49,43 @@ func TestMain(m *testing.M) {
 // runtime is NRI's runtime side with the default validator requiring our
 // plugin, configured as the deployment configures containerd.
 type runtime struct {
-	t      *testing.T
-	socket string
-	r      *adaptation.Adaptation
-	syncs  atomic.Int32
-	synced chan struct{}
+	*nritest.Runtime
+	t *testing.T
 }
 
 func startRuntime(t *testing.T) *runtime {
 	t.Helper()
-	// Unix socket paths are limited to 108 bytes; t.TempDir can be longer.
-	dir, err := os.MkdirTemp("", "nri-")
+	r, err := nritest.New(nritest.Options{Required: []string{pluginName}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	rt := &runtime{t: t, socket: filepath.Join(dir, "nri.sock"), synced: make(chan struct{}, 16)}
-	r, err := adaptation.New("integration-runtime", "v0.0.1", rt.sync, rt.update,
-		adaptation.WithSocketPath(rt.socket),
-		adaptation.WithPluginPath(filepath.Join(dir, "plugins")),
-		adaptation.WithPluginConfigPath(filepath.Join(dir, "conf.d")),
-		adaptation.WithDefaultValidator(&validator.DefaultValidatorConfig{
-			Enable:          true,
-			RequiredPlugins: []string{pluginName},
-		}),
-	)
-	if err != nil {
-		t.Fatalf("adaptation.New: %v", err)
-	}
+	t.Cleanup(r.Close)
 	if err := r.Start(); err != nil {
-		t.Fatalf("adaptation.Start: %v", err)
+		t.Fatal(err)
 	}
-	rt.r = r
-	t.Cleanup(r.Stop)
-	return rt
-}
-
-func (rt *runtime) sync(ctx context.Context, cb adaptation.SyncCB) error {
-	_, err := cb(ctx, nil, nil)
-	// The first sync is Start's own, before any plugin connected.
-	if rt.syncs.Add(1) > 1 && err == nil {
-		select {
-		case rt.synced <- struct{}{}:
-		default:
-		}
-	}
-	return err
-}
-
-func (rt *runtime) update(context.Context, []*api.ContainerUpdate) ([]*api.ContainerUpdate, error) {
-	return nil, nil
+	return &runtime{Runtime: r, t: t}
 }
 
 // waitPlugin waits until the plugin has registered and synchronised.
 func (rt *runtime) waitPlugin(p *pluginProc) {
 	rt.t.Helper()
-	select {
-	case <-rt.synced:
-	case <-time.After(wait):
-		rt.t.Fatalf("plugin did not register with the runtime; its log:\n%s", p.log())
+	if err := rt.WaitPlugin(wait); err != nil {
+		rt.t.Fatalf("%v; its log:\n%s", err, p.log())
 	}
-	rt.r.BlockPluginSync().Unblock()
 }
-
-var ctrSeq atomic.Int64
 
 // create asks the runtime to create a container of image (name as
 // containerd's image record has it, digest, config digest) in namespace,
 // and returns the runtime's error (nil: created).
 func (rt *runtime) create(namespace, name, digest, config string) (id string, err error) {
-	n := ctrSeq.Add(1)
-	id = fmt.Sprintf("ctr-%d", n)
-	pod := &api.PodSandbox{Id: fmt.Sprintf("pod-%d", n), Name: fmt.Sprintf("pod-%d", n),
-		Namespace: namespace, Uid: fmt.Sprintf("uid-%d", n)}
-	ctr := &api.Container{Id: id, PodSandboxId: pod.Id, Name: "app",
-		Image: &api.Image{Name: name, Digest: digest, ConfigDigest: config}}
+	pod, ctr := nritest.Container(namespace, nritest.Image{Name: name, Digest: digest, ConfigDigest: config})
 	if digest == "" {
 		// What containerd before 2.4 sends: no image, only the annotation.
 		ctr.Image = nil
 		ctr.Annotations = map[string]string{"io.kubernetes.cri.image-name": name}
 	}
-	b := rt.r.BlockPluginSync()
-	defer b.Unblock()
-	_, err = rt.r.CreateContainer(context.Background(), &api.CreateContainerRequest{Pod: pod, Container: ctr})
-	return id, err
+	_, err = rt.CreateContainer(context.Background(), pod, ctr)
+	return ctr.Id, err
 }
 
 // pluginProc is the nri-image-verifier daemon running as a process.
@@ -171,7 +121,7 @@ func startPlugin(t *testing.T, rt *runtime, policyFile string, extra ...string) 
 	p := &pluginProc{audit: filepath.Join(dir, "audit.jsonl"), done: make(chan struct{})}
 	args := append([]string{"run",
 		"--policy", policyFile,
-		"--nri-socket", rt.socket,
+		"--nri-socket", rt.Socket,
 		"--audit-log", p.audit,
 		"--docker-config", dockerConfig,
 		"--node-name", "it-node",

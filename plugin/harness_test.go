@@ -6,20 +6,16 @@ import (
 	"flag"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
-	nrilog "github.com/containerd/nri/pkg/log"
-	validator "github.com/containerd/nri/plugins/default-validator/builtin"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
 )
 
 // wait bounds every wait in these tests. Generous: it only matters when
@@ -34,197 +30,51 @@ func TestMain(m *testing.M) {
 	if testing.Verbose() {
 		level = slog.LevelDebug
 	}
-	nrilog.Set(nriLogger{slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("side", "runtime")})
+	nritest.Logs(os.Stderr, level)
 	os.Exit(m.Run())
 }
 
 // testRuntime is the runtime side of NRI, run in-process like containerd
-// runs it. The plugin does not dial the adaptation's socket directly but a
-// relay in front of it: Adaptation.Stop closes its listener but not the
-// connections of external plugins, which only a runtime process exit does.
-// Stop severs the relayed connections to play that exit.
+// runs it, behind a relay so that Stop plays a runtime process exit (see
+// nritest.Runtime).
 type testRuntime struct {
-	t      *testing.T
-	socket string // what the plugin dials
-	inner  string // the adaptation's own socket
-	opts   []adaptation.Option
-	calls  *invocations
-
-	r      *adaptation.Adaptation
-	relay  *relay
-	syncs  atomic.Int32
-	synced chan struct{}
+	*nritest.Runtime
+	t *testing.T
 }
 
 // newRuntime prepares a runtime on socket whose default validator requires
 // our plugin, as the deployment configures containerd.
 func newRuntime(t *testing.T, socket string) *testRuntime {
 	t.Helper()
-	dir := t.TempDir()
-	rt := &testRuntime{
-		t:      t,
-		socket: socket,
-		inner:  filepath.Join(dir, "nri-inner.sock"),
-		calls:  &invocations{n: map[string]int{}},
-		opts: []adaptation.Option{
-			adaptation.WithPluginPath(filepath.Join(dir, "plugins")),
-			adaptation.WithPluginConfigPath(filepath.Join(dir, "conf.d")),
-			adaptation.WithDefaultValidator(&validator.DefaultValidatorConfig{
-				Enable:          true,
-				RequiredPlugins: []string{DefaultName},
-			}),
-		},
+	r, err := nritest.New(nritest.Options{Required: []string{DefaultName}, Socket: socket, Severable: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(rt.Stop)
-	return rt
+	t.Cleanup(r.Close)
+	return &testRuntime{Runtime: r, t: t}
 }
 
 // Start starts the adaptation and opens the socket.
 func (rt *testRuntime) Start() {
 	rt.t.Helper()
-	rt.synced = make(chan struct{}, 16)
-	rt.syncs.Store(0)
-	opts := append([]adaptation.Option{
-		adaptation.WithSocketPath(rt.inner),
-		adaptation.WithMetrics(rt.calls),
-	}, rt.opts...)
-	r, err := adaptation.New("test-runtime", "v0.0.1", rt.sync, rt.update, opts...)
-	if err != nil {
-		rt.t.Fatalf("adaptation.New: %v", err)
+	if err := rt.Runtime.Start(); err != nil {
+		rt.t.Fatal(err)
 	}
-	if err := r.Start(); err != nil {
-		rt.t.Fatalf("adaptation.Start: %v", err)
-	}
-	rt.r = r
-	rt.relay = startRelay(rt.t, rt.socket, rt.inner)
-}
-
-// Stop plays a runtime exit: adaptation stopped, socket gone, connections
-// closed.
-func (rt *testRuntime) Stop() {
-	if rt.r == nil {
-		return
-	}
-	rt.r.Stop()
-	rt.relay.stop()
-	rt.r, rt.relay = nil, nil
-}
-
-func (rt *testRuntime) sync(ctx context.Context, cb adaptation.SyncCB) error {
-	_, err := cb(ctx, nil, nil)
-	// The first sync is Start's, for pre-installed plugins (none here).
-	if rt.syncs.Add(1) > 1 && err == nil {
-		select {
-		case rt.synced <- struct{}{}:
-		default:
-		}
-	}
-	return err
-}
-
-func (rt *testRuntime) update(context.Context, []*api.ContainerUpdate) ([]*api.ContainerUpdate, error) {
-	return nil, nil
 }
 
 // WaitPlugin waits until a plugin has synchronised and the adaptation has
-// added it to its list (it does so under the sync lock, after the sync).
+// added it to its list.
 func (rt *testRuntime) WaitPlugin() {
 	rt.t.Helper()
-	select {
-	case <-rt.synced:
-	case <-time.After(wait):
-		rt.t.Fatal("plugin did not connect to the runtime")
+	if err := rt.Runtime.WaitPlugin(wait); err != nil {
+		rt.t.Fatal(err)
 	}
-	rt.r.BlockPluginSync().Unblock()
 }
 
 // CreateContainer sends a CreateContainer request as containerd does.
 func (rt *testRuntime) CreateContainer(pod *api.PodSandbox, ctr *api.Container) error {
-	b := rt.r.BlockPluginSync()
-	defer b.Unblock()
-	_, err := rt.r.CreateContainer(context.Background(), &api.CreateContainerRequest{Pod: pod, Container: ctr})
+	_, err := rt.Runtime.CreateContainer(context.Background(), pod, ctr)
 	return err
-}
-
-// invocations counts the adaptation's calls per plugin and request.
-type invocations struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (c *invocations) RecordPluginInvocation(plugin, op string, _ error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.n[plugin+" "+op]++
-}
-
-func (c *invocations) count(op string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n[DefaultIndex+"-"+DefaultName+" "+op]
-}
-
-func (*invocations) RecordPluginLatency(string, string, time.Duration) {}
-func (*invocations) RecordPluginAdjustments(string, string, *api.ContainerAdjustment, int, int) {
-}
-func (*invocations) UpdatePluginCount(int) {}
-
-// relay forwards connections from front to back, and can sever them all.
-type relay struct {
-	l     net.Listener
-	back  string
-	mu    sync.Mutex
-	conns []net.Conn
-	done  chan struct{}
-}
-
-func startRelay(t *testing.T, front, back string) *relay {
-	t.Helper()
-	l, err := net.Listen("unix", front)
-	if err != nil {
-		t.Fatalf("relay: %v", err)
-	}
-	r := &relay{l: l, back: back, done: make(chan struct{})}
-	go r.accept()
-	return r
-}
-
-func (r *relay) accept() {
-	defer close(r.done)
-	for {
-		c, err := r.l.Accept()
-		if err != nil {
-			return
-		}
-		b, err := net.Dial("unix", r.back)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		r.mu.Lock()
-		r.conns = append(r.conns, c, b)
-		r.mu.Unlock()
-		go pipe(c, b)
-		go pipe(b, c)
-	}
-}
-
-// pipe copies until either side ends, then closes both, like a socket
-// whose peer process exited.
-func pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-func (r *relay) stop() {
-	r.l.Close() // also removes the socket file
-	<-r.done
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range r.conns {
-		c.Close()
-	}
 }
 
 // fakeDecider records its calls and answers with fn.

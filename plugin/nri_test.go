@@ -50,7 +50,7 @@ func TestAllowDecidesOnceForCreateAndValidate(t *testing.T) {
 		t.Errorf("reports = %d, want 1", n)
 	}
 	// Both hooks ran; the second reused the first's decision.
-	if c, v := rt.calls.count("CreateContainer"), rt.calls.count("ValidateContainerAdjustment"); c != 1 || v != 1 {
+	if c, v := rt.Calls(DefaultIndex+"-"+DefaultName, "CreateContainer"), rt.Calls(DefaultIndex+"-"+DefaultName, "ValidateContainerAdjustment"); c != 1 || v != 1 {
 		t.Errorf("runtime invoked CreateContainer %d and ValidateContainerAdjustment %d times, want 1 and 1", c, v)
 	}
 }
@@ -82,7 +82,7 @@ func TestDenyNamesImageDigestRuleAndReason(t *testing.T) {
 		t.Errorf("reports = %d, want 1", n)
 	}
 	// The runtime stops at the first error: validation is not reached.
-	if v := rt.calls.count("ValidateContainerAdjustment"); v != 0 {
+	if v := rt.Calls(DefaultIndex+"-"+DefaultName, "ValidateContainerAdjustment"); v != 0 {
 		t.Errorf("ValidateContainerAdjustment invoked %d times after a denial", v)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
 )
@@ -130,7 +131,7 @@ policy:
 	dockerConfig := filepath.Join(dir, "config.json")
 	writeFile(t, dockerConfig, "{}")
 
-	rt, err := NewRuntime(plugin.DefaultName)
+	rt, err := nritest.New(nritest.Options{Required: []string{plugin.DefaultName}, Severable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ policy:
 		t.Fatalf("no metrics address in the log:\n%s", d.logText())
 	}
 
-	img := Image{Name: proxy.Addr() + "/app/signed:v1", Digest: signed.Digest, ConfigDigest: signed.ConfigDigest}
+	img := nritest.Image{Name: proxy.Addr() + "/app/signed:v1", Digest: signed.Digest, ConfigDigest: signed.ConfigDigest}
 	// create retries a pending deny until the verdict is in, and checks
 	// that every hook answered within the decision timeout.
 	create := func() error {

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
@@ -58,7 +59,7 @@ type world struct {
 
 	legacy, bundle, unsigned testimage.Image
 
-	rt       *Runtime
+	rt       *nritest.Runtime
 	gate     *gate.Gate
 	client   *http.Transport
 	policy   string
@@ -66,7 +67,7 @@ type world struct {
 }
 
 func TestMain(m *testing.M) {
-	QuietNRILogs(os.Stderr)
+	nritest.Logs(os.Stderr, slog.LevelWarn)
 	adaptation.SetPluginRequestTimeout(requestTimeout)
 	code := m.Run()
 	if binPath != "" {
@@ -131,7 +132,7 @@ policy:
 	}
 	w.gate = g
 
-	rt, err := NewRuntime(plugin.DefaultName)
+	rt, err := nritest.New(nritest.Options{Required: []string{plugin.DefaultName}, Severable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,14 +170,14 @@ func (w *world) parsePolicy() *policy.Policy {
 	return pol
 }
 
-func (w *world) image(repo string, img testimage.Image) Image {
-	return Image{Name: w.proxy.Addr() + "/" + repo + ":v1", Digest: img.Digest, ConfigDigest: img.ConfigDigest}
+func (w *world) image(repo string, img testimage.Image) nritest.Image {
+	return nritest.Image{Name: w.proxy.Addr() + "/" + repo + ":v1", Digest: img.Digest, ConfigDigest: img.ConfigDigest}
 }
 
 // create asks the runtime to create a container until the answer is not a
 // pending deny (kubelet retries a failed create on later pod syncs), and
 // checks that each answer came within the hook's deadline.
-func (w *world) create(img Image) error {
+func (w *world) create(img nritest.Image) error {
 	w.t.Helper()
 	for i := 0; ; i++ {
 		w.rt.ResetHooks()
@@ -243,7 +244,7 @@ func heapPeak() (stop func() uint64) {
 
 type faultCase struct {
 	name  string
-	image func(w *world) Image
+	image func(w *world) nritest.Image
 	rules func(w *world) []Rule
 	// down: the registry refuses connections for this case.
 	down  bool
@@ -257,9 +258,9 @@ type faultCase struct {
 	maxLen int
 }
 
-func legacyImage(w *world) Image   { return w.image("app/legacy", w.legacy) }
-func bundleImage(w *world) Image   { return w.image("app/bundle", w.bundle) }
-func unsignedImage(w *world) Image { return w.image("app/unsigned", w.unsigned) }
+func legacyImage(w *world) nritest.Image   { return w.image("app/legacy", w.legacy) }
+func bundleImage(w *world) nritest.Image   { return w.image("app/bundle", w.bundle) }
+func unsignedImage(w *world) nritest.Image { return w.image("app/unsigned", w.unsigned) }
 
 func rules(r ...Rule) func(*world) []Rule { return func(*world) []Rule { return r } }
 
@@ -544,7 +545,7 @@ func TestConcurrentFaults(t *testing.T) {
 	w.proxy.Set(Rule{Kinds: []Kind{KindManifest, KindTag, KindBlob, KindReferrers}, Fault: pick})
 
 	imgs := []struct {
-		img    Image
+		img    nritest.Image
 		signed bool
 	}{{legacyImage(w), true}, {bundleImage(w), true}, {unsignedImage(w), false}}
 	var wg sync.WaitGroup

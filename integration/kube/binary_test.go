@@ -11,18 +11,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
-	validator "github.com/containerd/nri/plugins/default-validator/builtin"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetools"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
 )
 
 // denyAll refuses every image: these tests are about what a refusal
@@ -68,60 +66,28 @@ func daemonBinary(t *testing.T) string {
 	return binPath
 }
 
-// nriRuntime is NRI's runtime side as containerd embeds it, with the
+// startNRI starts NRI's runtime side as containerd embeds it, with the
 // default validator requiring the plugin.
-type nriRuntime struct {
-	socket string
-	r      *adaptation.Adaptation
-	syncs  atomic.Int32
-	synced chan struct{}
-}
-
-func startNRI(t *testing.T) *nriRuntime {
+func startNRI(t *testing.T) *nritest.Runtime {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "nri-") // short: unix socket paths are capped
+	rt, err := nritest.New(nritest.Options{Required: []string{"nri-image-verifier"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	rt := &nriRuntime{socket: filepath.Join(dir, "nri.sock"), synced: make(chan struct{}, 4)}
-	r, err := adaptation.New("kube-test-runtime", "v0.0.1",
-		func(ctx context.Context, cb adaptation.SyncCB) error {
-			_, err := cb(ctx, nil, nil)
-			if rt.syncs.Add(1) > 1 && err == nil { // the first is Start's own
-				select {
-				case rt.synced <- struct{}{}:
-				default:
-				}
-			}
-			return err
-		},
-		func(context.Context, []*api.ContainerUpdate) ([]*api.ContainerUpdate, error) { return nil, nil },
-		adaptation.WithSocketPath(rt.socket),
-		adaptation.WithPluginPath(filepath.Join(dir, "plugins")),
-		adaptation.WithPluginConfigPath(filepath.Join(dir, "conf.d")),
-		adaptation.WithDefaultValidator(&validator.DefaultValidatorConfig{Enable: true, RequiredPlugins: []string{"nri-image-verifier"}}),
-	)
-	if err != nil {
+	t.Cleanup(rt.Close)
+	if err := rt.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Start(); err != nil {
-		t.Fatal(err)
-	}
-	rt.r = r
-	t.Cleanup(r.Stop)
 	return rt
 }
 
-// create asks the runtime to create container name of pod in, as kubelet
-// would through containerd, and returns the runtime's error.
-func (rt *nriRuntime) create(in gate.Input, id string) error {
+// create asks the runtime to create container id of the pod in in, as
+// kubelet would through containerd, and returns the runtime's error.
+func create(rt *nritest.Runtime, in gate.Input, id string) error {
 	pod := &api.PodSandbox{Id: "sandbox-" + in.PodUID, Name: in.Pod, Namespace: in.Namespace, Uid: in.PodUID}
 	ctr := &api.Container{Id: id, PodSandboxId: pod.Id, Name: in.Container,
 		Image: &api.Image{Name: in.Image, Digest: in.Digest}}
-	b := rt.r.BlockPluginSync()
-	defer b.Unblock()
-	_, err := rt.r.CreateContainer(context.Background(), &api.CreateContainerRequest{Pod: pod, Container: ctr})
+	_, err := rt.CreateContainer(context.Background(), pod, ctr)
 	return err
 }
 
@@ -146,7 +112,7 @@ func (d *daemon) log() string {
 
 // startDaemon runs the daemon against rt with extra flags, and waits until
 // it has registered.
-func startDaemon(t *testing.T, rt *nriRuntime, extra ...string) *daemon {
+func startDaemon(t *testing.T, rt *nritest.Runtime, extra ...string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "policy.yaml")
@@ -158,7 +124,7 @@ func startDaemon(t *testing.T, rt *nriRuntime, extra ...string) *daemon {
 		t.Fatal(err)
 	}
 	d := &daemon{http: fmt.Sprintf("127.0.0.1:%d", ports[0])}
-	args := append([]string{"run", "--policy", pol, "--nri-socket", rt.socket,
+	args := append([]string{"run", "--policy", pol, "--nri-socket", rt.Socket,
 		"--audit-log", filepath.Join(dir, "audit.jsonl"), "--node-name", "it-node",
 		"--containerd-socket", "", "--http-addr", d.http, "--log-level", "debug"}, extra...)
 	cmd := exec.Command(daemonBinary(t), args...)
@@ -186,12 +152,9 @@ func startDaemon(t *testing.T, rt *nriRuntime, extra ...string) *daemon {
 			t.Logf("daemon log:\n%s", d.log())
 		}
 	})
-	select {
-	case <-rt.synced:
-	case <-time.After(waitFor):
-		t.Fatalf("the daemon did not register with NRI; its log:\n%s", d.log())
+	if err := rt.WaitPlugin(waitFor); err != nil {
+		t.Fatalf("the daemon did not register with NRI (%v); its log:\n%s", err, d.log())
 	}
-	rt.r.BlockPluginSync().Unblock()
 	return d
 }
 
@@ -226,7 +189,7 @@ func TestDaemonWritesTheCRIErrorAsEvent(t *testing.T) {
 	in := podInput(newNamespace(t, "daemon"), "web-1", "app")
 	var errs []string
 	for i := range 3 {
-		err := rt.create(in, fmt.Sprintf("ctr-%s-%d", in.PodUID[:8], i))
+		err := create(rt, in, fmt.Sprintf("ctr-%s-%d", in.PodUID[:8], i))
 		if err == nil {
 			t.Fatal("the runtime created a container the policy refuses")
 		}
@@ -291,7 +254,7 @@ func TestDaemonWithoutAPIKeepsEnforcing(t *testing.T) {
 			in := podInput("team", "web", "app")
 			for i := range 5 {
 				start := time.Now()
-				if err := rt.create(in, fmt.Sprintf("ctr-%s-%d", name, i)); err == nil {
+				if err := create(rt, in, fmt.Sprintf("ctr-%s-%d", name, i)); err == nil {
 					t.Fatal("container created")
 				}
 				if took := time.Since(start); took > time.Second {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
 	"github.com/nri-image-verifier/nri-image-verifier/integration/faults"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
@@ -75,7 +76,7 @@ var variants = []variant{
 // subject is one image of the run and who signed it how.
 type subject struct {
 	name    string
-	img     faults.Image
+	img     nritest.Image
 	signers []string // roots whose valid signatures it carries
 	blocked bool     // matched by the static deny rule
 }
@@ -105,7 +106,7 @@ type soak struct {
 
 	gate      *gate.Gate
 	transport *http.Transport
-	rt        *faults.Runtime
+	rt        *nritest.Runtime
 
 	loaded            chan string // version of each policy put in force
 	failed            chan error  // each rejected reload
@@ -124,7 +125,7 @@ func TestSoak(t *testing.T) {
 		}
 		*duration = v
 	}
-	faults.QuietNRILogs(os.Stderr)
+	nritest.Logs(os.Stderr, slog.LevelWarn)
 	s := setup(t)
 
 	// Warm up, then take the baseline with idle connections closed (the
@@ -235,7 +236,7 @@ func setup(t *testing.T) *soak {
 			sign(u+"/"+repo, img)
 		}
 		s.subjects = append(s.subjects, subject{name: repo, signers: signers, blocked: strings.HasPrefix(repo, "blocked/"),
-			img: faults.Image{Name: p.Addr() + "/" + repo + ":v1", Digest: img.Digest, ConfigDigest: img.ConfigDigest}})
+			img: nritest.Image{Name: p.Addr() + "/" + repo + ":v1", Digest: img.Digest, ConfigDigest: img.ConfigDigest}})
 	}
 	legacy := func(k *testimage.Signer) func(string, testimage.Image) {
 		return func(repo string, img testimage.Image) {
@@ -273,7 +274,7 @@ func setup(t *testing.T) *soak {
 	idx := testimage.PushIndex(t, u+"/alice/multi:v1")
 	testimage.SignLegacy(t, u+"/alice/multi", idx.Digest, alice, testimage.SignOptions{})
 	s.subjects = append(s.subjects, subject{name: "alice/multi", signers: []string{"alice"},
-		img: faults.Image{Name: p.Addr() + "/alice/multi:v1", Digest: idx.Digest, ConfigDigest: idx.Platforms[0].ConfigDigest}})
+		img: nritest.Image{Name: p.Addr() + "/alice/multi:v1", Digest: idx.Digest, ConfigDigest: idx.Platforms[0].ConfigDigest}})
 
 	// The policy file, watched as the daemon watches it.
 	s.policyFile = filepath.Join(t.TempDir(), "policy.yaml")
@@ -319,7 +320,7 @@ func setup(t *testing.T) *soak {
 			func(err error) { s.failed <- err })
 	}()
 
-	rt, err := faults.NewRuntime(plugin.DefaultName)
+	rt, err := nritest.New(nritest.Options{Required: []string{plugin.DefaultName}, Severable: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,8 @@
-package faults
+// Package nritest runs NRI's runtime side (pkg/adaptation, what containerd
+// embeds) in process for tests and benchmarks: the default validator
+// requiring the plugin under test, as the deployment configures containerd,
+// and containers created as containerd's CRI creates them.
+package nritest
 
 import (
 	"context"
@@ -18,15 +22,15 @@ import (
 	validator "github.com/containerd/nri/plugins/default-validator/builtin"
 )
 
-// Runtime is NRI's runtime side (pkg/adaptation, what containerd embeds),
-// run in process with the default validator requiring the plugin named
-// Required, as the deployment configures containerd. The plugin dials a
-// relay in front of the adaptation's socket, so that Restart can sever the
-// connection as a containerd restart does.
+// Runtime is NRI's runtime side with the default validator requiring the
+// plugins named in Options.Required. With Options.Severable the plugin
+// dials a relay in front of the adaptation's socket, so that Stop can sever
+// the connections as a runtime process exit does (Adaptation.Stop closes
+// its listener but not the plugins' connections).
 type Runtime struct {
-	Socket   string // what the plugin dials
-	Required string
+	Socket string // what the plugin dials
 
+	opts  Options
 	dir   string
 	inner string
 
@@ -39,19 +43,33 @@ type Runtime struct {
 	hooks hookStats
 }
 
-// NewRuntime prepares a runtime in a fresh directory; call Start.
-func NewRuntime(required string) (*Runtime, error) {
-	// Unix socket paths are limited to 108 bytes.
-	dir, err := os.MkdirTemp("", "niv-faults-")
+// Options configure a Runtime.
+type Options struct {
+	// Required are the plugins the default validator requires.
+	Required []string
+	// Socket is where the plugin dials; empty: nri.sock in the runtime's
+	// own folder.
+	Socket string
+	// Severable puts the relay in front of the socket (see Runtime).
+	Severable bool
+}
+
+// New prepares a runtime in a fresh folder; call Start, and Close when done.
+func New(opts Options) (*Runtime, error) {
+	// Unix socket paths are limited to 108 bytes: a short folder.
+	dir, err := os.MkdirTemp("", "niv-nri-")
 	if err != nil {
 		return nil, err
 	}
-	return &Runtime{
-		Socket:   filepath.Join(dir, "nri.sock"),
-		Required: required,
-		dir:      dir,
-		inner:    filepath.Join(dir, "nri-inner.sock"),
-	}, nil
+	rt := &Runtime{Socket: opts.Socket, opts: opts, dir: dir, inner: filepath.Join(dir, "nri-inner.sock")}
+	if rt.Socket == "" {
+		rt.Socket = filepath.Join(dir, "nri.sock")
+	}
+	if !opts.Severable {
+		rt.inner = rt.Socket
+	}
+	rt.hooks.ops = map[string]int{}
+	return rt, nil
 }
 
 // Start starts the adaptation and opens the socket.
@@ -60,14 +78,14 @@ func (rt *Runtime) Start() error {
 	defer rt.mu.Unlock()
 	rt.synced = make(chan struct{}, 16)
 	rt.syncs.Store(0)
-	r, err := adaptation.New("faults-runtime", "v0.0.1", rt.sync, rt.update,
+	r, err := adaptation.New("nritest-runtime", "v0.0.1", rt.sync, rt.update,
 		adaptation.WithSocketPath(rt.inner),
 		adaptation.WithMetrics(&rt.hooks),
 		adaptation.WithPluginPath(filepath.Join(rt.dir, "plugins")),
 		adaptation.WithPluginConfigPath(filepath.Join(rt.dir, "conf.d")),
 		adaptation.WithDefaultValidator(&validator.DefaultValidatorConfig{
 			Enable:          true,
-			RequiredPlugins: []string{rt.Required},
+			RequiredPlugins: rt.opts.Required,
 		}),
 	)
 	if err != nil {
@@ -76,12 +94,15 @@ func (rt *Runtime) Start() error {
 	if err := r.Start(); err != nil {
 		return fmt.Errorf("adaptation.Start: %w", err)
 	}
-	rl, err := startRelay(rt.Socket, rt.inner)
-	if err != nil {
-		r.Stop()
-		return err
+	if rt.opts.Severable {
+		rl, err := startRelay(rt.Socket, rt.inner)
+		if err != nil {
+			r.Stop()
+			return err
+		}
+		rt.relay = rl
 	}
-	rt.r, rt.relay = r, rl
+	rt.r = r
 	return nil
 }
 
@@ -94,7 +115,9 @@ func (rt *Runtime) Stop() {
 		return
 	}
 	rt.r.Stop()
-	rt.relay.stop()
+	if rt.relay != nil {
+		rt.relay.stop()
+	}
 	rt.r, rt.relay = nil, nil
 }
 
@@ -142,26 +165,39 @@ type Image struct {
 
 var ctrSeq atomic.Int64
 
-// Create asks the runtime to create a container of img in namespace, as
-// containerd does, and returns the runtime's error (nil: created) and how
-// long the runtime took to answer.
-func (rt *Runtime) Create(namespace string, img Image) (time.Duration, error) {
-	rt.mu.Lock()
-	r := rt.r
-	rt.mu.Unlock()
-	if r == nil {
-		return 0, fmt.Errorf("runtime stopped")
-	}
+// Container returns a new pod in namespace and a container of it of img,
+// with unique IDs, as containerd's CRI describes them to NRI.
+func Container(namespace string, img Image) (*api.PodSandbox, *api.Container) {
 	n := ctrSeq.Add(1)
 	pod := &api.PodSandbox{Id: fmt.Sprintf("pod-%d", n), Name: fmt.Sprintf("pod-%d", n),
 		Namespace: namespace, Uid: fmt.Sprintf("uid-%d", n)}
 	ctr := &api.Container{Id: fmt.Sprintf("ctr-%d", n), PodSandboxId: pod.Id, Name: "app",
 		State: api.ContainerState_CONTAINER_CREATED,
 		Image: &api.Image{Name: img.Name, Digest: img.Digest, ConfigDigest: img.ConfigDigest}}
+	return pod, ctr
+}
+
+// Create asks the runtime to create a container of img in namespace, as
+// containerd does, and returns the runtime's error (nil: created) and how
+// long the runtime took to answer.
+func (rt *Runtime) Create(namespace string, img Image) (time.Duration, error) {
+	pod, ctr := Container(namespace, img)
+	return rt.CreateContainer(context.Background(), pod, ctr)
+}
+
+// CreateContainer asks the runtime to create ctr in pod, blocking plugin
+// registration meanwhile as containerd's CRI does.
+func (rt *Runtime) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (time.Duration, error) {
+	rt.mu.Lock()
+	r := rt.r
+	rt.mu.Unlock()
+	if r == nil {
+		return 0, fmt.Errorf("runtime stopped")
+	}
 	b := r.BlockPluginSync()
 	defer b.Unblock()
 	start := time.Now()
-	_, err := r.CreateContainer(context.Background(), &api.CreateContainerRequest{Pod: pod, Container: ctr})
+	_, err := r.CreateContainer(ctx, &api.CreateContainerRequest{Pod: pod, Container: ctr})
 	return time.Since(start), err
 }
 
@@ -172,23 +208,41 @@ func (rt *Runtime) Hooks() (calls, failed int64, slowest time.Duration) {
 	return rt.hooks.calls.Load(), rt.hooks.failed.Load(), time.Duration(rt.hooks.slowest.Load())
 }
 
-// ResetHooks zeroes what Hooks reports.
+// Calls returns how many requests of operation op (e.g. "CreateContainer",
+// "ValidateContainerAdjustment") the runtime made to plugin, named as NRI
+// names it ("10-nri-image-verifier"; the built-in validator counts too).
+func (rt *Runtime) Calls(plugin, op string) int {
+	rt.hooks.mu.Lock()
+	defer rt.hooks.mu.Unlock()
+	return rt.hooks.ops[plugin+" "+op]
+}
+
+// ResetHooks zeroes what Hooks and Calls report.
 func (rt *Runtime) ResetHooks() {
 	rt.hooks.calls.Store(0)
 	rt.hooks.failed.Store(0)
 	rt.hooks.slowest.Store(0)
+	rt.hooks.mu.Lock()
+	clear(rt.hooks.ops)
+	rt.hooks.mu.Unlock()
 }
 
 // hookStats is the adaptation's metrics sink.
 type hookStats struct {
 	calls, failed, slowest atomic.Int64
+
+	mu  sync.Mutex
+	ops map[string]int
 }
 
-func (h *hookStats) RecordPluginInvocation(_, _ string, err error) {
+func (h *hookStats) RecordPluginInvocation(plugin, op string, err error) {
 	h.calls.Add(1)
 	if err != nil {
 		h.failed.Add(1)
 	}
+	h.mu.Lock()
+	h.ops[plugin+" "+op]++
+	h.mu.Unlock()
 }
 
 func (h *hookStats) RecordPluginLatency(_, _ string, d time.Duration) {
@@ -203,10 +257,10 @@ func (h *hookStats) RecordPluginLatency(_, _ string, d time.Duration) {
 func (h *hookStats) RecordPluginAdjustments(string, string, *api.ContainerAdjustment, int, int) {}
 func (h *hookStats) UpdatePluginCount(int)                                                      {}
 
-// QuietNRILogs sends NRI's global logger (the runtime side's) to w at
-// warning level and above.
-func QuietNRILogs(w io.Writer) {
-	nrilog.Set(slogNRI{slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn})).With("side", "runtime")})
+// Logs sends NRI's global logger (the runtime side's) to w at level and
+// above. A process has one; call it from TestMain.
+func Logs(w io.Writer, level slog.Level) {
+	nrilog.Set(slogNRI{slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})).With("side", "runtime")})
 }
 
 type slogNRI struct{ l *slog.Logger }
