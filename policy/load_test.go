@@ -208,7 +208,7 @@ validators:
 - name: default
   type: notation
   trustRoots: [{name: default, cert: x, tsCert: y}]
-policy: [{pattern: '*'}]`, []string{`validators[0].type: validator type "notation" is not supported by this version yet`}},
+policy: [{pattern: '*'}]`, []string{`validators[0].trustRoots[0].cert: holds data that is not a PEM certificate`, "policy[0].with.trustedIdentities: required"}},
 		{"pattern empty", cosignHead + "policy: [{validator: allow}]", []string{`policy[0].pattern: "": must not be empty`}},
 		{"pattern glob class", cosignHead + "policy: [{pattern: 'reg.io/[ab]*', validator: allow}]", []string{`policy[0].pattern: "reg.io/[ab]*": character '['`}},
 		{"pattern space", cosignHead + "policy: [{pattern: 'reg.io/a b', validator: allow}]", []string{`policy[0].pattern: "reg.io/a b": character ' ' cannot appear`}},
@@ -270,8 +270,7 @@ policy:
 	}
 }
 
-// Every problem is reported, each as a FieldError, and unsupported
-// validator types report only that (no noise about their fields).
+// Every problem is reported, each as a FieldError.
 func TestValidationCollectsAll(t *testing.T) {
 	_, err := Parse([]byte(withKeys(t, `
 mode: loud
@@ -298,7 +297,7 @@ policy:
 	for _, fe := range fields {
 		paths = append(paths, fe.Path)
 	}
-	want := []string{"mode", "validators[0].type", "validators[1].trustRoots[0].key", "policy[1].validator"}
+	want := []string{"mode", "validators[0].trustRoots[0].cert", "validators[1].trustRoots[0].key", "policy[0].with.trustedIdentities", "policy[1].validator"}
 	if strings.Join(paths, " ") != strings.Join(want, " ") {
 		t.Errorf("paths = %q, want %q\n%v", paths, want, err)
 	}

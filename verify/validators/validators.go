@@ -8,6 +8,7 @@ import (
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/cosign"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/notaryv1"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/notation"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/static"
 )
@@ -29,6 +30,10 @@ func Builder(reg *registry.Client) func(*policy.Validator) (verify.Verifier, err
 				opts.Keychain, opts.Timeout = reg.Limits().Keychain, reg.Limits().Timeout
 			}
 			return notaryv1.New(v, opts)
+		case policy.TypeNotation:
+			// Signatures are referrers in the image's registry: the same
+			// client, credentials and caps as cosign's.
+			return notation.New(v, reg)
 		default:
 			return nil, fmt.Errorf("validator type %q is not supported by this version", v.Type)
 		}
