@@ -190,7 +190,7 @@ policy: [{pattern: '*'}]`, []string{`validators[2].name: duplicate validator nam
 		{"root name duplicate", "validators: [{name: default, type: cosign, trustRoots: [{name: default, key: KEY_P256}, {name: default, key: KEY_P384}]}]\npolicy: [{pattern: '*'}]",
 			[]string{`validators[0].trustRoots[1].name: duplicate trust root name "default" (also trustRoots[0])`}},
 		{"keyless", "validators: [{name: default, type: cosign, trustRoots: [{name: default, keyless: {issuer: https://accounts.google.com, subject: a@b.c}}]}]\npolicy: [{pattern: '*'}]",
-			[]string{"validators[0].trustRoots[0].keyless: keyless trust roots are not supported by this version yet"}},
+			[]string{"validators[0].trustRoots[0].keyless: no Fulcio CA certificates to verify the signing certificate with"}},
 		{"key missing", "validators: [{name: default, type: cosign, trustRoots: [{name: default}]}]\npolicy: [{pattern: '*'}]",
 			[]string{"validators[0].trustRoots[0].key: required"}},
 		{"key KMS", "validators: [{name: default, type: cosign, trustRoots: [{name: default, key: 'awskms:///arn:aws:kms:us-east-1:1:key/abc'}]}]\npolicy: [{pattern: '*'}]",

@@ -6,7 +6,10 @@
 // image reference (and a namespace) to the rule and validator that apply.
 package policy
 
-import "crypto"
+import (
+	"crypto"
+	"regexp"
+)
 
 // Mode says what happens when verification fails.
 type Mode string
@@ -57,22 +60,31 @@ type Validator struct {
 
 	// cosign (and, later, notaryv1 and notation)
 	TrustRoots []TrustRoot `json:"trustRoots,omitempty"`
-	// Host holds transparency-log settings (cosign) or the notary server
-	// (notaryv1). Parsed now so a Connaisseur file loads; unused by key-based
-	// cosign verification.
+	// Host holds the Sigstore material of keyless cosign roots (Fulcio CA
+	// chain, Rekor and CT log keys, inline PEM) or the notary server
+	// (notaryv1). Key-based cosign roots do not use it.
 	Host *Host `json:"host,omitempty"`
+	// TrustedRoot (cosign) is the absolute path of a Sigstore
+	// trusted_root.json holding more of the same material, read at load
+	// (extension; never fetched from the network).
+	TrustedRoot string `json:"trustedRoot,omitempty"`
+
 	Auth *Auth `json:"auth,omitempty"`
 	// Cert is a PEM CA certificate for a registry with a private CA.
 	Cert string `json:"cert,omitempty"`
+
+	// Sigstore is Host's and TrustedRoot's material, parsed at load when
+	// the validator has keyless roots (see keyless.go).
+	Sigstore *SigstoreMaterial `json:"-"`
 }
 
-// TrustRoot is one named public key (or, later, keyless identity).
+// TrustRoot is one named public key or keyless (Fulcio) identity.
 type TrustRoot struct {
 	Name string `json:"name"`
 	// Key is an inline PEM public key: ECDSA P-256/P-384, RSA >= 2048 bits
 	// or Ed25519.
 	Key string `json:"key,omitempty"`
-	// Keyless is reserved for Fulcio identities; rejected by this build.
+	// Keyless is a Fulcio certificate identity, instead of Key.
 	Keyless *Keyless `json:"keyless,omitempty"`
 	// Cert and TSCert are notation's trust root fields. They are parsed so a
 	// Connaisseur file with a notation validator gets the clear "not
@@ -84,12 +96,19 @@ type TrustRoot struct {
 	PublicKey crypto.PublicKey `json:"-"`
 }
 
-// Keyless describes a Fulcio certificate identity (not yet supported).
+// Keyless describes a Fulcio certificate identity: the OIDC issuer and the
+// subject (the certificate's e-mail or URI SAN), each exact or a regular
+// expression.
 type Keyless struct {
 	Issuer       string `json:"issuer,omitempty"`
 	IssuerRegex  string `json:"issuerRegex,omitempty"`
 	Subject      string `json:"subject,omitempty"`
 	SubjectRegex string `json:"subjectRegex,omitempty"`
+
+	// IssuerRE and SubjectRE are the regexes compiled at load, anchored
+	// (they must match the whole value); nil when not given.
+	IssuerRE  *regexp.Regexp `json:"-"`
+	SubjectRE *regexp.Regexp `json:"-"`
 }
 
 // Host is Connaisseur's cosign `host` block or notary server URL holder.
@@ -132,9 +151,11 @@ type With struct {
 	Threshold *int `json:"threshold,omitempty"`
 	// Required lists roots that must have signed.
 	Required []string `json:"required,omitempty"`
-	// VerifyInTransparencyLog and VerifySCT are Connaisseur switches for
-	// keyless and Rekor checks; accepted, and reserved for a later validator
-	// version. Key-based verification here does not consult a log.
+	// VerifyInTransparencyLog and VerifySCT are Connaisseur's switches for
+	// keyless roots: a verified Rekor entry (whose integrated time is the
+	// time the certificate is checked at) and a verified embedded SCT. Both
+	// default to true (see With.KeylessChecks). Key-based roots never
+	// consult a log.
 	VerifyInTransparencyLog *bool `json:"verifyInTransparencyLog,omitempty"`
 	VerifySCT               *bool `json:"verifySCT,omitempty"`
 	// Mode is Connaisseur's admission mode (mutate, insecureValidateOnly);

@@ -74,6 +74,9 @@ func (c *checker) mode(path string, m Mode) {
 }
 
 func (c *checker) validator(path string, v *Validator) {
+	if v.TrustedRoot != "" && v.Type != TypeCosign {
+		c.add(path+".trustedRoot", "only cosign validators (with keyless trust roots) take a trusted root")
+	}
 	switch v.Type {
 	case TypeStatic:
 		if v.Approve == nil {
@@ -108,6 +111,7 @@ func (c *checker) cosign(path string, v *Validator) {
 		}
 	}
 	c.trustRoots(path, v)
+	c.sigstore(path, v)
 }
 
 // trustRoots checks the named keys of a cosign or notaryv1 validator.
@@ -138,8 +142,10 @@ func (c *checker) trustRoot(path string, r *TrustRoot, typ string) {
 	switch {
 	case r.Keyless != nil && typ == TypeNotaryV1:
 		c.add(path+".keyless", "a notaryv1 trust root is the repository's root public key (key), not a keyless identity")
+	case r.Keyless != nil && r.Key != "":
+		c.add(path, "give key or keyless, not both")
 	case r.Keyless != nil:
-		c.add(path+".keyless", "keyless trust roots are not supported by this version yet")
+		c.keyless(path+".keyless", r.Keyless)
 	case r.Key == "":
 		c.add(path+".key", "required (an inline PEM public key)")
 	default:
@@ -236,6 +242,7 @@ func (c *checker) cosignWith(path string, w With, v *Validator) {
 	if len(w.Delegations) > 0 {
 		c.add(path+".delegations", "delegations are for notaryv1 validators")
 	}
+	c.keylessWith(path, w, v, selected)
 }
 
 func (c *checker) notaryV1(path string, v *Validator) {

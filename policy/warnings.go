@@ -4,8 +4,8 @@ import "fmt"
 
 // Warnings lists settings that load but do nothing at the node, so that a
 // team moving a Connaisseur file here learns what it does not get. In
-// particular Connaisseur checks the transparency log by default and this
-// version does not.
+// particular Connaisseur checks the transparency log by default, and here
+// only keyless roots are checked against it.
 func (p *Policy) Warnings() []string {
 	var ws []string
 	for i, v := range p.Validators {
@@ -13,8 +13,8 @@ func (p *Policy) Warnings() []string {
 		if v.Auth != nil && v.Auth.SecretName != "" {
 			ws = append(ws, at+".auth.secretName: not used at the node; registry credentials come from --docker-config")
 		}
-		if v.Host != nil && (v.Host.Rekor != "" || v.Host.RekorPubkey != "" || v.Host.FulcioCert != "" || v.Host.CTLogPubkey != "") {
-			ws = append(ws, at+".host: transparency log and Fulcio settings are not used by this version (key-based verification only)")
+		if v.Host != nil && !v.hasKeyless() && (v.Host.Rekor != "" || v.Host.RekorPubkey != "" || v.Host.FulcioCert != "" || v.Host.CTLogPubkey != "") {
+			ws = append(ws, at+".host: transparency log and Fulcio settings are used by keyless trust roots only, and this validator has none")
 		}
 		if v.Cert != "" && v.Type != TypeNotaryV1 {
 			ws = append(ws, at+".cert: a private registry CA is not supported by this version yet; the system roots are used")
@@ -25,11 +25,24 @@ func (p *Policy) Warnings() []string {
 		if r.With.Mode != "" {
 			ws = append(ws, fmt.Sprintf("%s.with.mode %q: an admission setting, ignored at the node", at, r.With.Mode))
 		}
-		if isTrue(r.With.VerifyInTransparencyLog) || isTrue(r.With.VerifySCT) {
-			ws = append(ws, at+".with: verifyInTransparencyLog/verifySCT requested, but this version does not check the transparency log or SCTs")
+		if (isTrue(r.With.VerifyInTransparencyLog) || isTrue(r.With.VerifySCT)) && selectsKeyRoot(p.Validator(r.validatorName()), r.With) {
+			ws = append(ws, at+".with: verifyInTransparencyLog/verifySCT apply to keyless trust roots only; signatures of key-based roots are verified without a log")
 		}
 	}
 	return ws
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }
+
+// selectsKeyRoot says whether the rule selects a key-based root of v.
+func selectsKeyRoot(v *Validator, w With) bool {
+	if v == nil {
+		return false
+	}
+	for _, n := range w.Selected(v) {
+		if r := v.TrustRoot(n); r != nil && r.Keyless == nil {
+			return true
+		}
+	}
+	return false
+}
