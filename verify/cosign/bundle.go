@@ -25,7 +25,7 @@ const (
 
 // bundles examines the Sigstore bundles attached to cand as referrers.
 func (v *Verifier) bundles(ctx context.Context, repo name.Repository, cand string, roots []*trustRoot) result {
-	descs, err := v.reg.Referrers(ctx, repo.Digest(cand), bundleMediaType)
+	descs, err := v.referrers(ctx, repo, cand)
 	if err != nil {
 		return result{err: fmt.Errorf("looking up referrers of %s: %w", cand, err)}
 	}
@@ -127,16 +127,17 @@ func (v *Verifier) checkBundle(ctx context.Context, repo name.Repository, cand s
 	return &finding{signedBy: signedBy}, nil
 }
 
-// verifyBundle checks b with this root's key, the way sigstore-go's verify
-// is meant to be used: the signature over the statement, the statement's
-// subject against the digest, then the predicate type.
+// verifyBundle checks b with this root (its key, or its keyless identity
+// under r.rule), the way sigstore-go's verify is meant to be used: the
+// signature over the statement, the statement's subject against the
+// digest, then the predicate type.
 func (r *trustRoot) verifyBundle(b *bundle.Bundle, cand string, want []byte, ref string) (finding, bool) {
-	res, err := r.verify(b, sgverify.WithArtifactDigest("sha256", want))
+	res, err := r.verify(b, r.rule, sgverify.WithArtifactDigest("sha256", want))
 	if err != nil {
 		// Tell a genuine signature for another digest (a replay) from a
 		// bad one, for the reason: verify the signature alone. Only the
 		// message changes; either way the bundle does not count.
-		if alone, err2 := r.verify(b, sgverify.WithoutArtifactUnsafe()); err2 == nil && alone.Statement != nil {
+		if alone, err2 := r.verify(b, r.rule, sgverify.WithoutArtifactUnsafe()); err2 == nil && alone.Statement != nil {
 			return failed(rankDigest, "signature names digest %s, not %s", subjectDigests(alone.Statement.GetSubject()), cand), false
 		}
 		return failed(rankKey, "bundle in referrer %s does not verify: %v", ref, err), false

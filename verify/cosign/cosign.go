@@ -47,7 +47,7 @@ func New(v *policy.Validator, reg *registry.Client) (*Verifier, error) {
 	}
 	roots := make(map[string]*trustRoot, len(v.TrustRoots))
 	for _, tr := range v.TrustRoots {
-		r, err := newTrustRoot(tr)
+		r, err := newRoot(tr, v.Sigstore)
 		if err != nil {
 			return nil, fmt.Errorf("cosign validator %q: %w", v.Name, err)
 		}
@@ -74,7 +74,7 @@ func (v *Verifier) Verify(ctx context.Context, s verify.Subject, with policy.Wit
 		if !ok {
 			return deny("trust root %q is not defined in cosign validator %q", n, v.validator.Name), nil
 		}
-		roots = append(roots, r)
+		roots = append(roots, r.forRule(with))
 	}
 	// Never below 1: a cosign rule never admits an unsigned image.
 	threshold, required := with.Need(v.validator)
@@ -89,10 +89,13 @@ func (v *Verifier) Verify(ctx context.Context, s verify.Subject, with policy.Wit
 
 	// The top-level digest is a candidate whatever the chain check finds,
 	// so its signatures are looked up while the chain is checked.
-	ctx, cancel := context.WithCancel(ctx)
+	if len(with.Attestations) > 0 {
+		ctx = withListings(ctx) // shared with the attestation check
+	}
+	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	t := newTally(len(roots))
-	run := newLookups(ctx, v, repo, roots, t, v.hints.get(s.Repository))
+	run := newLookups(lctx, v, repo, roots, t, v.hints.get(s.Repository))
 	cands, err := run.wait(s.Digest, func(ctx context.Context) ([]string, error) {
 		return v.reg.Candidates(ctx, repo, s.Digest, s.ConfigDigest)
 	}, func() bool { return t.met(threshold, required, names) })
@@ -109,7 +112,11 @@ func (v *Verifier) Verify(ctx context.Context, s verify.Subject, with policy.Wit
 	verdict := t.verdict(cands, names, threshold, required)
 	if verdict.Allowed {
 		v.hints.put(s.Repository, t.contributed())
-		return verdict, nil
+		if len(with.Attestations) == 0 {
+			return verdict, nil
+		}
+		// Only an image whose signatures pass is worth the lookups.
+		return v.withAttestations(ctx, repo, cands, roots, names, with, verdict)
 	}
 	if t.err != nil {
 		// A signature we could not fetch might have met the policy.

@@ -85,7 +85,7 @@ func (v *Verifier) checkLegacy(ctx context.Context, repo name.Repository, cand, 
 	var signedBy []int
 	var firstErr error
 	for i, r := range roots {
-		err := r.legacy.VerifySignature(bytes.NewReader(sig), bytes.NewReader(body))
+		err := r.verifyLegacy(l.Annotations, sig, body)
 		if err == nil {
 			signedBy = append(signedBy, i)
 		} else if firstErr == nil {

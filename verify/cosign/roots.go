@@ -18,7 +18,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 )
 
-// trustRoot is one policy trust root, ready to verify both formats.
+// trustRoot is one policy trust root, ready to verify both formats: a key
+// (legacy and bundle set) or a keyless identity (keyless set).
 type trustRoot struct {
 	name string
 	// legacy checks `.sig` signatures: cosign v2 signs with SHA-256 for
@@ -27,6 +28,31 @@ type trustRoot struct {
 	// bundle checks Sigstore bundles against this key alone, with no
 	// transparency log or timestamp (key-based verification needs none).
 	bundle *sgverify.Verifier
+	// keyless checks Fulcio-certified signatures (see keyless.go).
+	keyless *keylessRoot
+	// rule is the options of the rule this copy of the root was selected
+	// for (forRule): its transparency switches apply to keyless roots.
+	rule policy.With
+}
+
+// newRoot builds a trust root of either kind; m is the validator's
+// Sigstore material (keyless roots only).
+func newRoot(tr policy.TrustRoot, m *policy.SigstoreMaterial) (*trustRoot, error) {
+	if tr.Keyless == nil {
+		return newTrustRoot(tr)
+	}
+	k, err := newKeylessRoot(tr, m)
+	if err != nil {
+		return nil, err
+	}
+	return &trustRoot{name: tr.Name, keyless: k}, nil
+}
+
+// forRule is r for one verification under the rule with options w.
+func (r *trustRoot) forRule(w policy.With) *trustRoot {
+	c := *r
+	c.rule = w
+	return &c
 }
 
 func newTrustRoot(tr policy.TrustRoot) (*trustRoot, error) {
@@ -58,13 +84,33 @@ func newTrustRoot(tr policy.TrustRoot) (*trustRoot, error) {
 	return &trustRoot{name: tr.Name, legacy: legacy, bundle: sv}, nil
 }
 
-// verify checks a signed entity (a Sigstore bundle) against this root: the
-// signature with the root's key, and the binding to artifact. It is the one
-// place that says what "signed by this root" means for a bundle; the
+// verify checks a signed entity (a Sigstore bundle, or a legacy signature
+// made into one) against this root: for a key root, the signature with the
+// root's key; for a keyless root, the certificate, identity and the
+// transparency checks with asks for; and the binding to artifact. It is
+// the one place that says what "signed by this root" means; the
 // statement's predicate is not decoded (read the verified envelope payload
 // where it matters).
-func (r *trustRoot) verify(e sgverify.SignedEntity, artifact sgverify.ArtifactPolicyOption) (*sgverify.VerificationResult, error) {
+func (r *trustRoot) verify(e sgverify.SignedEntity, with policy.With, artifact sgverify.ArtifactPolicyOption) (*sgverify.VerificationResult, error) {
+	if r.keyless != nil {
+		return r.keyless.verify(e, with, artifact)
+	}
 	return r.bundle.Verify(e, sgverify.NewPolicy(artifact, sgverify.WithKey()))
+}
+
+// verifyLegacy checks a legacy `.sig` signature over payload. A key root
+// verifies the signature alone, as cosign v2 does; a keyless root reads
+// the certificate and Rekor bundle from the layer's annotations.
+func (r *trustRoot) verifyLegacy(annotations map[string]string, sig, payload []byte) error {
+	if r.keyless == nil {
+		return r.legacy.VerifySignature(bytes.NewReader(sig), bytes.NewReader(payload))
+	}
+	e, err := legacyEntity(annotations, sig, payload)
+	if err != nil {
+		return err
+	}
+	_, err = r.verify(e, r.rule, sgverify.WithArtifact(bytes.NewReader(payload)))
+	return err
 }
 
 // bundleKeyVerifier accepts what cosign v3 and sigstore-go sign with: the
