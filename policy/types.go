@@ -58,7 +58,7 @@ type Validator struct {
 	// static
 	Approve *bool `json:"approve,omitempty"`
 
-	// cosign (and, later, notaryv1 and notation)
+	// cosign, notaryv1 and notation
 	TrustRoots []TrustRoot `json:"trustRoots,omitempty"`
 	// Host holds the Sigstore material of keyless cosign roots (Fulcio CA
 	// chain, Rekor and CT log keys, inline PEM) or the notary server
@@ -86,9 +86,10 @@ type TrustRoot struct {
 	Key string `json:"key,omitempty"`
 	// Keyless is a Fulcio certificate identity, instead of Key.
 	Keyless *Keyless `json:"keyless,omitempty"`
-	// Cert and TSCert are notation's trust root fields. They are parsed so a
-	// Connaisseur file with a notation validator gets the clear "not
-	// supported yet" error instead of an unknown-field error.
+	// Cert and TSCert are notation's trust root fields: the trust store
+	// (PEM CA certificates, or self-signed signing certificates) and the
+	// timestamping authorities' root certificates (see notation.go). They
+	// are errors on cosign and notaryv1 roots.
 	Cert   string `json:"cert,omitempty"`
 	TSCert string `json:"tsCert,omitempty"`
 
@@ -161,7 +162,7 @@ type With struct {
 	// Mode is Connaisseur's admission mode (mutate, insecureValidateOnly);
 	// it has no meaning at the node and is accepted and ignored.
 	Mode string `json:"mode,omitempty"`
-	// Delegations is for notaryv1 (later).
+	// Delegations is for notaryv1.
 	Delegations []string `json:"delegations,omitempty"`
 
 	// Attestations (cosign) are in-toto attestations the image must also

@@ -1,12 +1,18 @@
-// Package cosign is the key-based cosign validator. It finds an image's
-// signatures in both formats cosign writes, the v2 `sha256-<hex>.sig` tag
+// Package cosign is the cosign validator. It finds an image's signatures
+// in both formats cosign writes, the v2 `sha256-<hex>.sig` tag
 // (simple-signing payload) and the v3 Sigstore bundle attached as an OCI 1.1
-// referrer (DSSE in-toto statement), and checks them with the policy's
-// public keys only: no transparency log, no TUF root, nothing dialled but
-// the image's registry.
+// referrer (DSSE in-toto statement), and checks them against the policy's
+// trust roots: a public key, or a keyless (Fulcio) identity whose
+// certificate chain, Rekor entry and SCT are verified offline with the
+// validator's Sigstore material (see keyless.go). It also checks the
+// in-toto attestations a rule requires (see attest.go). No TUF root is
+// fetched, no transparency log is queried, and nothing is dialled but the
+// image's registry.
 //
 // A signature counts for a trust root when it verifies with the root's key
-// and names, as its signed content, the very digest it was found under.
+// (or, for a keyless root, with a certificate that the root's checks
+// accept) and names, as its signed content, the very digest it was found
+// under.
 package cosign
 
 import (
