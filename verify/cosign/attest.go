@@ -217,7 +217,7 @@ func (s *attestSearch) reason(n *need, cands []string) string {
 	case attRankCondition, attRankDigest, attRankContent:
 		r = n.note
 	default:
-		r = fmt.Sprintf("no attestation of type %s signed by %s for %s", pt, rootsPhrase(s.names), strings.Join(cands, " or "))
+		r = fmt.Sprintf("no attestation of type %s signed by %s for %s", pt, verify.RootsPhrase(s.names), strings.Join(cands, " or "))
 		var more []string
 		if n.rank == attRankKey {
 			more = append(more, n.note)
@@ -230,7 +230,7 @@ func (s *attestSearch) reason(n *need, cands []string) string {
 		}
 	}
 	if s.skipped > 0 {
-		r += fmt.Sprintf(" (%s over the cap not examined)", plural(s.skipped, "more attestation"))
+		r += fmt.Sprintf(" (%s over the cap not examined)", verify.Plural(s.skipped, "more attestation"))
 	}
 	return r
 }

@@ -106,41 +106,21 @@ func (t *tally) contributed() where {
 func (t *tally) verdict(cands, names []string, threshold int, required []string) verify.Verdict {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var signers []string
-	for i, n := range names {
-		if t.signed[i] {
-			signers = append(signers, n)
-		}
-	}
-	var missing []string
-	for _, r := range required {
-		if !slices.Contains(signers, r) {
-			missing = append(missing, r)
-		}
-	}
-	if len(signers) >= threshold && len(missing) == 0 {
+	q := verify.Quorum{Names: names, Threshold: threshold, Required: required}
+	signers, missing, met := q.Count(t.signed)
+	if met {
 		return verify.Verdict{
 			Allowed: true,
 			Signers: signers,
 			Reason:  fmt.Sprintf("signed by trust roots %v (threshold %d)", signers, threshold),
 		}
 	}
-	var reason string
-	switch {
-	case t.found == 0:
-		reason = noSignature(cands)
-	case len(signers) == 0:
-		reason = fmt.Sprintf("%s found, none verified with %s: %s", plural(t.found, "signature"), rootsPhrase(names), t.best.note)
-	case len(signers) < threshold:
-		reason = fmt.Sprintf("threshold %d not met: signed by %v", threshold, signers)
-		if len(missing) > 0 {
-			reason += "; " + missingPhrase(missing)
-		}
-	default:
-		reason = fmt.Sprintf("%s: signed by %v (threshold %d)", missingPhrase(missing), signers, threshold)
+	reason := noSignature(cands)
+	if t.found > 0 {
+		reason = q.Shortfall(t.found, "signature", signers, missing, t.best.note)
 	}
 	if t.skipped > 0 {
-		reason += fmt.Sprintf(" (%s over the cap not examined)", plural(t.skipped, "more signature"))
+		reason += fmt.Sprintf(" (%s over the cap not examined)", verify.Plural(t.skipped, "more signature"))
 	}
 	return verify.Verdict{Reason: reason, Signers: signers}
 }
@@ -155,25 +135,4 @@ func noSignature(cands []string) string {
 	}
 	return fmt.Sprintf("no cosign signature found for %s (looked for tags %s and OCI referrers of each)",
 		strings.Join(cands, " or "), strings.Join(tags, ", "))
-}
-
-func rootsPhrase(names []string) string {
-	if len(names) == 1 {
-		return fmt.Sprintf("trust root %q", names[0])
-	}
-	return fmt.Sprintf("trust roots %v", names)
-}
-
-func missingPhrase(missing []string) string {
-	if len(missing) == 1 {
-		return fmt.Sprintf("missing required root %q", missing[0])
-	}
-	return fmt.Sprintf("missing required roots %v", missing)
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }

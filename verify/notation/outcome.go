@@ -10,6 +10,7 @@ import (
 	notationgo "github.com/notaryproject/notation-go"
 	"github.com/notaryproject/notation-go/verifier"
 	"github.com/notaryproject/notation-go/verifier/trustpolicy"
+	"github.com/nri-image-verifier/nri-image-verifier/verify"
 )
 
 // How telling a note on a failed signature is; the verdict's reason shows
@@ -122,14 +123,11 @@ func (c *check) describe(r *notationgo.ValidationResult, chain []*x509.Certifica
 }
 
 func (c *check) rootsPhrase() string {
-	if len(c.roots) == 1 {
-		return fmt.Sprintf("trust root %q", c.roots[0].name)
-	}
 	names := make([]string, len(c.roots))
 	for i, r := range c.roots {
 		names[i] = r.name
 	}
-	return fmt.Sprintf("trust roots %q", names)
+	return verify.RootsPhrase(names)
 }
 
 func subjectOf(chain []*x509.Certificate) string {

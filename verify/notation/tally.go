@@ -61,41 +61,21 @@ func (t *tally) add(r result) {
 // verdict applies the threshold and the required roots to what was found,
 // and at level audit admits what notation accepted anyway, saying so.
 func (t *tally) verdict(cands, names []string, threshold int, required []string) verify.Verdict {
-	var signers []string
-	for i, n := range names {
-		if t.signed[i] {
-			signers = append(signers, n)
-		}
-	}
-	var missing []string
-	for _, r := range required {
-		if !slices.Contains(signers, r) {
-			missing = append(missing, r)
-		}
-	}
-	if len(signers) >= threshold && len(missing) == 0 {
+	q := verify.Quorum{Names: names, Threshold: threshold, Required: required}
+	signers, missing, met := q.Count(t.signed)
+	if met {
 		reason := fmt.Sprintf("signed by trust roots %v (threshold %d, level %s)", signers, threshold, t.level)
 		if len(t.logged) > 0 {
 			reason += fmt.Sprintf("; logged, not enforced at level %s: %s", t.level, notes(dedup(t.logged)))
 		}
 		return verify.Verdict{Allowed: true, Signers: signers, Reason: reason}
 	}
-	var reason string
-	switch {
-	case t.found == 0:
-		reason = noSignature(cands, t.absent)
-	case len(signers) == 0:
-		reason = fmt.Sprintf("%s found, none verified with %s: %s", plural(t.found, "notation signature"), rootsPhrase(names), t.best.note)
-	case len(signers) < threshold:
-		reason = fmt.Sprintf("threshold %d not met: signed by %v", threshold, signers)
-		if len(missing) > 0 {
-			reason += "; " + missingPhrase(missing)
-		}
-	default:
-		reason = fmt.Sprintf("%s: signed by %v (threshold %d)", missingPhrase(missing), signers, threshold)
+	reason := noSignature(cands, t.absent)
+	if t.found > 0 {
+		reason = q.Shortfall(t.found, "notation signature", signers, missing, t.best.note)
 	}
 	if t.skipped > 0 {
-		reason += fmt.Sprintf(" (%s over the cap not examined)", plural(t.skipped, "more signature"))
+		reason += fmt.Sprintf(" (%s over the cap not examined)", verify.Plural(t.skipped, "more signature"))
 	}
 	if t.level == policy.NotationAudit && t.audited != nil {
 		// The Notary Project's audit level: integrity and the binding to
@@ -121,27 +101,6 @@ func noSignature(cands, absent []string) string {
 		why = fmt.Sprintf("; the registry does not have manifest %s", strings.Join(absent, ", "))
 	}
 	return fmt.Sprintf("no notation signature found for %s (looked for OCI referrers of artifact type %s%s)", strings.Join(cands, " or "), ArtifactType, why)
-}
-
-func rootsPhrase(names []string) string {
-	if len(names) == 1 {
-		return fmt.Sprintf("trust root %q", names[0])
-	}
-	return fmt.Sprintf("trust roots %v", names)
-}
-
-func missingPhrase(missing []string) string {
-	if len(missing) == 1 {
-		return fmt.Sprintf("missing required root %q", missing[0])
-	}
-	return fmt.Sprintf("missing required roots %v", missing)
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func dedup(notes []string) []string {
