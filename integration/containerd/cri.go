@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -101,6 +102,19 @@ func (c *CRI) RemovePod(ctx context.Context, p Pod) error {
 		return fmt.Errorf("remove pod %s: %w", p.ID, err)
 	}
 	return nil
+}
+
+// RemovePods stops and removes every pod sandbox, as at the end of a run.
+func (c *CRI) RemovePods(ctx context.Context) error {
+	resp, err := c.Runtime.ListPodSandbox(ctx, &cri.ListPodSandboxRequest{})
+	if err != nil {
+		return fmt.Errorf("list pods: %w", err)
+	}
+	var errs []error
+	for _, p := range resp.Items {
+		errs = append(errs, c.RemovePod(ctx, Pod{ID: p.Id}))
+	}
+	return errors.Join(errs...)
 }
 
 // Pull pulls image and returns containerd's image ID (sha256:<config digest>).

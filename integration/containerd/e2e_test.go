@@ -57,10 +57,10 @@ func TestContainerd(t *testing.T) {
 
 	t.Run("plugin killed: every container refused", func(t *testing.T) {
 		pod := w.runPod(t, "plugin-killed")
-		if err := w.plugin.signal(syscall.SIGKILL); err != nil {
+		if err := w.plugin.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		<-w.plugin.done
+		<-w.plugin.Done()
 		// At once, before containerd has necessarily noticed: the gap
 		// between the plugin's death and its removal must not admit either.
 		// Observed: containerd still holds the dead connection, sends the
@@ -85,10 +85,10 @@ func TestContainerd(t *testing.T) {
 		}
 	})
 	t.Run("plugin restarted: allowed again, containerd not restarted", func(t *testing.T) {
-		pid := w.containerd.pid()
+		pid := w.containerd.PID()
 		w.startPlugin(t)
 		w.expectRuns(t, "plugin-restarted", w.signed.Ref, w.signed, "allow")
-		if w.containerd.exited() || w.containerd.pid() != pid {
+		if w.containerd.Exited() || w.containerd.PID() != pid {
 			t.Error("containerd was restarted")
 		}
 		w.expectDenied(t, "plugin-restarted-unsigned", w.unsigned.Ref, w.unsigned, noSignature)
@@ -124,10 +124,10 @@ func TestContainerdFallback(t *testing.T) {
 	})
 	t.Run("plugin killed: refused; restarted: allowed again", func(t *testing.T) {
 		pod := w.runPod(t, "plugin-killed")
-		if err := w.plugin.signal(syscall.SIGKILL); err != nil {
+		if err := w.plugin.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		<-w.plugin.done
+		<-w.plugin.Done()
 		msg := w.expectRefusedByContainerd(t, pod, "app-signed", w.signed.Ref)
 		if !strings.Contains(msg, "ttrpc: closed") && !strings.Contains(msg, notPresent) {
 			t.Errorf("refusal says neither %q nor %q: %s", "ttrpc: closed", notPresent, msg)
@@ -213,7 +213,7 @@ func (w *world) byIDCases(t *testing.T) {
 		digest, shown := img.Digest, img.Digest
 		if !w.rel.digestFromNRI {
 			digest, shown = "", "digest unknown"
-			if want := "image " + img.ConfigDigest + " is known to containerd only by its ID"; !strings.Contains(w.plugin.logText(), want) {
+			if want := "image " + img.ConfigDigest + " is known to containerd only by its ID"; !strings.Contains(w.plugin.LogText(), want) {
 				t.Errorf("the plugin's log does not say %q", want)
 			}
 		}
@@ -518,22 +518,22 @@ func (w *world) userSpecifiedFallback(t *testing.T) {
 // containers are refused.
 func (w *world) containerdRestartCases(t *testing.T) {
 	t.Run("containerd restarted: the plugin reconnects and decides again", func(t *testing.T) {
-		pluginPID, ctrdPID := w.plugin.pid(), w.containerd.pid()
-		connected := strings.Count(w.plugin.logText(), `"connected to NRI runtime"`)
-		disconnected := strings.Count(w.plugin.logText(), `"NRI runtime disconnected"`)
+		pluginPID, ctrdPID := w.plugin.PID(), w.containerd.PID()
+		connected := strings.Count(w.plugin.LogText(), `"connected to NRI runtime"`)
+		disconnected := strings.Count(w.plugin.LogText(), `"NRI runtime disconnected"`)
 		start := time.Now()
 		w.restartContainerd(t)
 		ready := time.Since(start)
 		w.waitConnected(t, connected)
 		t.Logf("containerd ready again after %v, plugin reconnected after %v",
 			ready.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-		if w.containerd.pid() == ctrdPID {
+		if w.containerd.PID() == ctrdPID {
 			t.Fatal("containerd was not restarted")
 		}
-		if w.plugin.exited() || w.plugin.pid() != pluginPID {
+		if w.plugin.Exited() || w.plugin.PID() != pluginPID {
 			t.Fatal("the plugin was restarted too; the case is about it reconnecting")
 		}
-		if strings.Count(w.plugin.logText(), `"NRI runtime disconnected"`) <= disconnected {
+		if strings.Count(w.plugin.LogText(), `"NRI runtime disconnected"`) <= disconnected {
 			t.Error("the plugin did not log that containerd went away")
 		}
 		w.expectRuns(t, "ctrd-restarted", w.signed.Ref, w.signed, "allow")
@@ -543,15 +543,15 @@ func (w *world) containerdRestartCases(t *testing.T) {
 		// The plugin is frozen across the restart so that containerd
 		// comes back without it, deterministically: then the default
 		// validator refuses every container (required_plugins).
-		connected := strings.Count(w.plugin.logText(), `"connected to NRI runtime"`)
-		if err := w.plugin.signal(syscall.SIGSTOP); err != nil {
+		connected := strings.Count(w.plugin.LogText(), `"connected to NRI runtime"`)
+		if err := w.plugin.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
 		resumed := false
 		resume := func() {
 			if !resumed {
 				resumed = true
-				w.plugin.signal(syscall.SIGCONT)
+				w.plugin.Signal(syscall.SIGCONT)
 			}
 		}
 		defer resume()
@@ -571,15 +571,15 @@ func (w *world) containerdRestartCases(t *testing.T) {
 // are refused, not admitted.
 func (w *world) pluginHung(t *testing.T) {
 	pod := w.runPod(t, "plugin-hung")
-	connected := strings.Count(w.plugin.logText(), `"connected to NRI runtime"`)
-	if err := w.plugin.signal(syscall.SIGSTOP); err != nil {
+	connected := strings.Count(w.plugin.LogText(), `"connected to NRI runtime"`)
+	if err := w.plugin.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	resumed := false
 	resume := func() {
 		if !resumed {
 			resumed = true
-			w.plugin.signal(syscall.SIGCONT)
+			w.plugin.Signal(syscall.SIGCONT)
 		}
 	}
 	defer resume()

@@ -1,7 +1,6 @@
 package containerd
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -64,8 +63,8 @@ type world struct {
 	// start (restartPlugin sets them).
 	pluginFlags []string
 
-	containerd *proc
-	plugin     *proc
+	containerd *Proc
+	plugin     *Proc
 	cri        *CRI
 
 	pause, signed, bundled, unsigned, audited Image
@@ -90,12 +89,12 @@ func newWorld(t *testing.T, rel release) *world {
 	t.Helper()
 	needRoot(t)
 	start := time.Now()
-	if err := becomeSubreaper(); err != nil {
+	if err := BecomeSubreaper(); err != nil {
 		t.Fatal(err)
 	}
-	ctrdDir := install(t, rel.version)
+	ctrdDir := Install(t, rel.version)
 
-	sweep(t)
+	Sweep(t, filepath.Join(runDirParent, runDirPrefix+"*"), CleanDir)
 	dir, err := os.MkdirTemp(runDirParent, runDirPrefix)
 	if err != nil {
 		t.Fatal(err)
@@ -104,12 +103,12 @@ func newWorld(t *testing.T, rel release) *world {
 	w := &world{rel: rel, dir: dir, bin: filepath.Join(dir, "bin"), ctrdDir: ctrdDir, cgroup: filepath.Base(dir),
 		audit: filepath.Join(dir, "audit.jsonl")}
 	t.Cleanup(func() { w.teardown(t) })
-	tearDownOnSignal(t, dir)
+	TearDownOnSignal(t, dir, CleanDir)
 
 	w.build(t)
 	w.pushImages(t)
 	w.writeContainerdConfig(t)
-	if err := noteMadeDirs(dir); err != nil {
+	if err := NoteMadeDirs(dir); err != nil {
 		t.Fatal(err)
 	}
 	w.startContainerd(t)
@@ -119,24 +118,6 @@ func newWorld(t *testing.T, rel release) *world {
 	t.Logf("world ready in %v: containerd %s, registry %s, dir %s",
 		time.Since(start).Round(time.Millisecond), ctrdDir, w.registry, dir)
 	return w
-}
-
-// install runs hack/install-containerd.sh, the demo's installer: it builds
-// containerd version and the runc shim into a cache outside the clone
-// (minutes, once per version) and installs runc from apt if missing.
-func install(t *testing.T, version string) string {
-	t.Helper()
-	start := time.Now()
-	cmd := exec.Command("../../hack/install-containerd.sh", version)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("hack/install-containerd.sh: %v\n%s", err, stderr.String())
-	}
-	t.Logf("containerd %s and runc ready in %v%s", version, time.Since(start).Round(time.Millisecond),
-		strings.TrimRight("\n"+stderr.String(), "\n"))
-	return strings.TrimSpace(string(out))
 }
 
 func (w *world) build(t *testing.T) {
@@ -194,22 +175,10 @@ func (w *world) push(t *testing.T, repoTag, say string) Image {
 // config, for this world; the same file serves every containerd release.
 func (w *world) writeContainerdConfig(t *testing.T) {
 	t.Helper()
-	tmpl, err := os.ReadFile("../../hack/containerd-config.toml")
-	if err != nil {
+	if _, err := WriteConfig(w.dir, w.pause.Ref, w.registry, requestTimeout, nil); err != nil {
 		t.Fatal(err)
 	}
-	cfg := strings.NewReplacer(
-		"@DIR@", w.dir,
-		"@PAUSE_IMAGE@", w.pause.Ref,
-		"@NRI_REQUEST_TIMEOUT@", requestTimeout.String(),
-	).Replace(string(tmpl))
-	hosts := filepath.Join(w.dir, "certs.d", w.registry, "hosts.toml")
-	if err := os.MkdirAll(filepath.Dir(hosts), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, hosts, fmt.Sprintf("server = %q\n\n[host.%[1]q]\n  capabilities = [\"pull\", \"resolve\"]\n",
-		"http://"+w.registry))
-	writeFile(t, w.configPath(), cfg)
+	var err error
 	if w.cri, err = DialCRI(w.socket()); err != nil {
 		t.Fatal(err)
 	}
@@ -219,24 +188,11 @@ func (w *world) writeContainerdConfig(t *testing.T) {
 // its CRI services. The CRI client reconnects across restarts.
 func (w *world) startContainerd(t *testing.T) {
 	t.Helper()
-	// containerd finds the shim on PATH.
-	p, err := startProc("containerd", filepath.Join(w.dir, "containerd.log"),
-		[]string{"PATH=" + w.ctrdDir + ":" + os.Getenv("PATH")},
-		filepath.Join(w.ctrdDir, "containerd"), "--config", w.configPath())
+	p, err := StartContainerd(w.ctrdDir, w.configPath(), w.socket(), filepath.Join(w.dir, "containerd.log"), w.cri, wait)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.containerd = p
-	deadline := time.Now().Add(wait)
-	for !fileExists(w.socket()) {
-		if p.exited() || time.Now().After(deadline) {
-			t.Fatalf("containerd did not start; its log:\n%s", p.tail(40))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err := w.cri.WaitReady(context.Background(), wait); err != nil {
-		t.Fatalf("%v; containerd's log:\n%s", err, p.tail(40))
-	}
 }
 
 // restartContainerd stops containerd (SIGTERM: containers and their shims
@@ -244,13 +200,13 @@ func (w *world) startContainerd(t *testing.T) {
 // again on the same config, state and sockets.
 func (w *world) restartContainerd(t *testing.T) {
 	t.Helper()
-	if err := w.containerd.signal(syscall.SIGTERM); err != nil {
+	if err := w.containerd.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-w.containerd.done:
+	case <-w.containerd.Done():
 	case <-time.After(wait):
-		t.Fatalf("containerd did not stop on SIGTERM; its log:\n%s", w.containerd.tail(20))
+		t.Fatalf("containerd did not stop on SIGTERM; its log:\n%s", w.containerd.Tail(20))
 	}
 	// Its sockets go with it; startContainerd waits for the new one.
 	os.Remove(w.socket())
@@ -261,10 +217,10 @@ func (w *world) restartContainerd(t *testing.T) {
 // hack/containerd-config.toml, which it does with only a warning: every
 // key must mean something to every release the file is for, except the
 // shim manager's socket_dir, which containerd < 2.3 does not know (it puts
-// shim sockets in /run/containerd/s; see cleanDir).
+// shim sockets in /run/containerd/s; see CleanDir).
 func (w *world) checkConfigKeys(t *testing.T) {
 	t.Helper()
-	for _, line := range strings.Split(w.containerd.logText(), "\n") {
+	for _, line := range strings.Split(w.containerd.LogText(), "\n") {
 		if !strings.Contains(line, "unknown key") {
 			continue
 		}
@@ -335,7 +291,7 @@ func (w *world) startPlugin(t *testing.T) {
 		"--node-name", "e2e-node",
 		"--log-level", "debug",
 	}
-	p, err := startProc("nri-image-verifier", logPath, nil, append(argv, w.pluginFlags...)...)
+	p, err := StartProc("nri-image-verifier", logPath, nil, append(argv, w.pluginFlags...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,20 +307,20 @@ func (w *world) restartPlugin(t *testing.T, flags ...string) {
 	t.Helper()
 	closed := func() int {
 		n := 0
-		for _, line := range strings.Split(w.containerd.logText(), "\n") {
+		for _, line := range strings.Split(w.containerd.LogText(), "\n") {
 			if strings.Contains(line, "connection to plugin") && strings.Contains(line, "closed") {
 				n++
 			}
 		}
 		return n
 	}
-	if !w.plugin.exited() {
+	if !w.plugin.Exited() {
 		before := closed()
-		w.plugin.stop(5 * time.Second)
+		w.plugin.Stop(5 * time.Second)
 		deadline := time.Now().Add(wait)
 		for closed() <= before {
 			if time.Now().After(deadline) {
-				t.Fatalf("containerd did not see the stopped plugin's connection close; its log:\n%s", w.containerd.tail(20))
+				t.Fatalf("containerd did not see the stopped plugin's connection close; its log:\n%s", w.containerd.Tail(20))
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -379,10 +335,10 @@ func (w *world) restartPlugin(t *testing.T, flags ...string) {
 func (w *world) waitConnected(t *testing.T, before int) {
 	t.Helper()
 	deadline := time.Now().Add(wait)
-	for strings.Count(w.plugin.logText(), `"connected to NRI runtime"`) <= before {
-		if w.plugin.exited() || time.Now().After(deadline) {
+	for strings.Count(w.plugin.LogText(), `"connected to NRI runtime"`) <= before {
+		if w.plugin.Exited() || time.Now().After(deadline) {
 			t.Fatalf("nri-image-verifier did not register with containerd; its log:\n%s\ncontainerd's:\n%s",
-				w.plugin.tail(20), w.containerd.tail(20))
+				w.plugin.Tail(20), w.containerd.Tail(20))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -398,9 +354,4 @@ func writeFile(t *testing.T, path, content string) {
 func readFile(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }

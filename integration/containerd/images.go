@@ -10,13 +10,9 @@
 package containerd
 
 import (
-	"archive/tar"
-	"bytes"
 	"fmt"
-	"io"
 	"runtime"
 	"strings"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -24,8 +20,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagebuild"
 )
 
 // Image is a pushed runnable image.
@@ -100,7 +97,7 @@ func PushRunnableIndex(ref string, program []byte, args ...string) (Index, error
 	if err != nil {
 		return Index{}, fmt.Errorf("image %s: %w", ref, err)
 	}
-	other, err = withConfig(mutate.ConfigMediaType(mutate.MediaType(other, types.OCIManifestSchema1), types.OCIConfigJSON),
+	other, err = imagebuild.WithConfig(mutate.ConfigMediaType(mutate.MediaType(other, types.OCIManifestSchema1), types.OCIConfigJSON),
 		func(cf *v1.ConfigFile) { cf.OS, cf.Architecture = "linux", otherArch })
 	if err != nil {
 		return Index{}, fmt.Errorf("image %s: %w", ref, err)
@@ -133,34 +130,7 @@ func PushRunnableIndex(ref string, program []byte, args ...string) (Index, error
 
 // runnable is the image PushRunnable pushes, for architecture arch.
 func runnable(program []byte, arch string, args []string) (v1.Image, error) {
-	layer, err := programLayer(program)
-	if err != nil {
-		return nil, err
-	}
-	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
-	if err != nil {
-		return nil, fmt.Errorf("add layer: %w", err)
-	}
-	return withConfig(mutate.ConfigMediaType(img, types.OCIConfigJSON), func(cf *v1.ConfigFile) {
-		// The platform must be the node's, or containerd's pull finds no match.
-		cf.OS, cf.Architecture = "linux", arch
-		cf.Config.Entrypoint = []string{ProgramPath}
-		cf.Config.Cmd = args
-	})
-}
-
-func withConfig(img v1.Image, edit func(*v1.ConfigFile)) (v1.Image, error) {
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	cf = cf.DeepCopy()
-	edit(cf)
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		return nil, fmt.Errorf("set config: %w", err)
-	}
-	return img, nil
+	return imagebuild.SingleFile(ProgramPath, program, arch, []string{ProgramPath}, args)
 }
 
 func describe(ref string, img v1.Image, args []string) (Image, error) {
@@ -173,35 +143,4 @@ func describe(ref string, img v1.Image, args []string) (Image, error) {
 		return Image{}, fmt.Errorf("image %s: config digest: %w", ref, err)
 	}
 	return Image{Ref: ref, Digest: d.String(), ConfigDigest: c.String(), Says: strings.Join(args, " ")}, nil
-}
-
-// programLayer is a gzipped tar of one executable file. A fixed mtime keeps
-// the layer digest the same from run to run.
-func programLayer(program []byte) (v1.Layer, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	hdr := &tar.Header{
-		Name:     ProgramPath[1:],
-		Mode:     0o755,
-		Size:     int64(len(program)),
-		Typeflag: tar.TypeReg,
-		ModTime:  time.Unix(0, 0),
-	}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return nil, fmt.Errorf("layer: %w", err)
-	}
-	if _, err := tw.Write(program); err != nil {
-		return nil, fmt.Errorf("layer: %w", err)
-	}
-	if err := tw.Close(); err != nil {
-		return nil, fmt.Errorf("layer: %w", err)
-	}
-	b := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(b)), nil
-	}, tarball.WithMediaType(types.OCILayer))
-	if err != nil {
-		return nil, fmt.Errorf("layer: %w", err)
-	}
-	return layer, nil
 }

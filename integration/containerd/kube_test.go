@@ -88,7 +88,7 @@ func (w *world) eventCases(t *testing.T, k *kubeCluster) {
 		if err := c.Kubeconfig(kc, token); err != nil {
 			t.Fatal(err)
 		}
-		logFrom := len(w.plugin.logText())
+		logFrom := len(w.plugin.LogText())
 		// The cases after this one run with the plugin as it was, whatever
 		// happens here.
 		t.Cleanup(func() { w.restartPlugin(t) })
@@ -210,12 +210,12 @@ func (w *world) eventCases(t *testing.T, k *kubeCluster) {
 			}
 		}
 
-		log := w.plugin.logText()[logFrom:]
+		log := w.plugin.LogText()[logFrom:]
 		if !strings.Contains(log, `"msg":"recording Kubernetes Events"`) {
 			t.Error("the plugin did not log that it records Events")
 		}
 		if strings.Contains(log, "cannot write Kubernetes Events") {
-			t.Errorf("the plugin failed to write Events; its log:\n%s", w.plugin.tail(20))
+			t.Errorf("the plugin failed to write Events; its log:\n%s", w.plugin.Tail(20))
 		}
 	})
 }
