@@ -82,11 +82,38 @@ func StartWithChart(ctx context.Context, log io.Writer) (*Cluster, error) {
 	return c, nil
 }
 
+// User is an identity the API server authenticates by bearer token.
+type User struct {
+	Token, Name string
+	Groups      []string
+}
+
+// Options adds to what Start sets up, for a whole cluster
+// (integration/cluster): the identities of kubelet, the controller-manager
+// and the scheduler, and the Node authorizer kubelet's needs.
+type Options struct {
+	Users []User
+	// NodeAuthorizer puts the Node authorizer before RBAC, as kubeadm
+	// does: members of system:nodes get what their node's pods need.
+	NodeAuthorizer bool
+	// APIServerArgs are added to kube-apiserver's command line.
+	APIServerArgs []string
+	// Dir, if set, is where the cluster's folder is made (else the
+	// system's temp dir): inside a run's folder, the run's clean-up after
+	// a crash finds etcd's data too.
+	Dir string
+}
+
 // Start starts etcd and kube-apiserver from the cached tools and waits
 // until the API server is ready. Everything listens on 127.0.0.1. On error
 // whatever was started is stopped again.
-func Start(ctx context.Context, tools kubetools.Tools) (_ *Cluster, err error) {
-	dir, err := os.MkdirTemp("", "niv-kube-")
+func Start(ctx context.Context, tools kubetools.Tools) (*Cluster, error) {
+	return StartWith(ctx, tools, Options{})
+}
+
+// StartWith is Start with opts.
+func StartWith(ctx context.Context, tools kubetools.Tools, opts Options) (_ *Cluster, err error) {
+	dir, err := os.MkdirTemp(opts.Dir, "niv-kube-")
 	if err != nil {
 		return nil, err
 	}
@@ -132,12 +159,21 @@ func Start(ctx context.Context, tools kubetools.Tools) (_ *Cluster, err error) {
 	if err := os.WriteFile(saKey, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(tokens, []byte(AdminToken+",test-admin,test-admin-uid,system:masters\n"), 0o600); err != nil {
+	users := AdminToken + ",test-admin,test-admin-uid,system:masters\n"
+	for _, u := range opts.Users {
+		// token,user,uid,"group1,group2"
+		users += fmt.Sprintf("%s,%s,%s-uid,%q\n", u.Token, u.Name, u.Name, strings.Join(u.Groups, ","))
+	}
+	if err := os.WriteFile(tokens, []byte(users), 0o600); err != nil {
 		return nil, err
+	}
+	authz := "RBAC"
+	if opts.NodeAuthorizer {
+		authz = "Node,RBAC"
 	}
 	certDir := filepath.Join(dir, "certs")
 	c.Host = fmt.Sprintf("https://127.0.0.1:%d", ports[2])
-	if err := c.start("kube-apiserver", tools.APIServer,
+	if err := c.start("kube-apiserver", tools.APIServer, append([]string{
 		"--etcd-servers", etcdURL,
 		"--bind-address", "127.0.0.1",
 		"--advertise-address", "127.0.0.1",
@@ -147,12 +183,12 @@ func Start(ctx context.Context, tools kubetools.Tools) (_ *Cluster, err error) {
 		"--secure-port", fmt.Sprint(ports[2]),
 		"--cert-dir", certDir,
 		"--token-auth-file", tokens,
-		"--authorization-mode", "RBAC",
+		"--authorization-mode", authz,
 		"--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-account-key-file", saKey,
 		"--service-account-signing-key-file", saKey,
 		"--service-cluster-ip-range", "10.0.0.0/24",
-	); err != nil {
+	}, opts.APIServerArgs...)...); err != nil {
 		return nil, err
 	}
 	// The serving certificate is written at start; wait for it, then for
@@ -236,6 +272,16 @@ func (p *proc) tail() string {
 	}
 	return string(b)
 }
+
+// ServiceAccountKey is the file of the key that signs service account
+// tokens (for kube-controller-manager's --service-account-private-key-file).
+func (c *Cluster) ServiceAccountKey() string { return filepath.Join(c.dir, "sa.key") }
+
+// CAFile is the file of the API server's self-signed serving certificate,
+// the CA a client checks it with (kube-controller-manager's
+// --root-ca-file, which it publishes to every namespace as
+// kube-root-ca.crt for the pods' service account volumes).
+func (c *Cluster) CAFile() string { return filepath.Join(c.dir, "certs", "apiserver.crt") }
 
 // Admin is a client config with full rights.
 func (c *Cluster) Admin() *rest.Config {

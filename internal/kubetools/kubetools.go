@@ -1,9 +1,12 @@
 // Package kubetools builds, once, the Kubernetes binaries the tests run:
-// kube-apiserver, etcd and helm. They come from the Go module proxy through
-// the nested module tools/kube, whose go.mod pins them and keeps their
-// dependencies out of the main module. The binaries are cached outside the
-// clone (CI clones afresh every run), in a folder named after a hash of
-// that module's go.mod and go.sum, so changing a pinned version rebuilds.
+// kube-apiserver, etcd and helm, and for the single-node cluster
+// (integration/cluster, `make cluster-demo`) kubelet,
+// kube-controller-manager, kube-scheduler and kubectl. They come from the
+// Go module proxy through the nested module tools/kube, whose go.mod pins
+// them and keeps their dependencies out of the main module. The binaries
+// are cached outside the clone (CI clones afresh every run), in a folder
+// named after a hash of that module's go.mod and go.sum, so changing a
+// pinned version rebuilds.
 package kubetools
 
 import (
@@ -29,6 +32,10 @@ var builds = []struct{ pkg, name string }{
 	{"k8s.io/kubernetes/cmd/kube-apiserver", "kube-apiserver"},
 	{"go.etcd.io/etcd/server/v3", "etcd"},
 	{"helm.sh/helm/v3/cmd/helm", "helm"},
+	{"k8s.io/kubernetes/cmd/kubelet", "kubelet"},
+	{"k8s.io/kubernetes/cmd/kube-controller-manager", "kube-controller-manager"},
+	{"k8s.io/kubernetes/cmd/kube-scheduler", "kube-scheduler"},
+	{"k8s.io/kubernetes/cmd/kubectl", "kubectl"},
 }
 
 // Tools are the paths of the cached binaries.
@@ -37,6 +44,11 @@ type Tools struct {
 	APIServer string
 	Etcd      string
 	Helm      string
+	// The rest of a cluster, same Kubernetes version as APIServer.
+	Kubelet           string
+	ControllerManager string
+	Scheduler         string
+	Kubectl           string
 	// Version is the k8s.io/kubernetes version the API server is built from.
 	Version string
 	helm    string
@@ -107,12 +119,16 @@ func Locate(root string) (Tools, error) {
 	}
 	dir := filepath.Join(cache, "kube-"+version+"-"+hex.EncodeToString(h.Sum(nil))[:12])
 	return Tools{
-		Dir:       dir,
-		APIServer: filepath.Join(dir, "kube-apiserver"),
-		Etcd:      filepath.Join(dir, "etcd"),
-		Helm:      filepath.Join(dir, "helm"),
-		Version:   version,
-		helm:      helmVersion,
+		Dir:               dir,
+		APIServer:         filepath.Join(dir, "kube-apiserver"),
+		Etcd:              filepath.Join(dir, "etcd"),
+		Helm:              filepath.Join(dir, "helm"),
+		Kubelet:           filepath.Join(dir, "kubelet"),
+		ControllerManager: filepath.Join(dir, "kube-controller-manager"),
+		Scheduler:         filepath.Join(dir, "kube-scheduler"),
+		Kubectl:           filepath.Join(dir, "kubectl"),
+		Version:           version,
+		helm:              helmVersion,
 	}, nil
 }
 
@@ -145,7 +161,8 @@ func Ensure(ctx context.Context, root string, log io.Writer) (Tools, error) {
 }
 
 func (t Tools) complete() bool {
-	for _, p := range []string{t.APIServer, t.Etcd, t.Helm} {
+	for _, b := range builds {
+		p := filepath.Join(t.Dir, b.name)
 		if fi, err := os.Stat(p); err != nil || fi.Mode()&0o111 == 0 {
 			return false
 		}
@@ -166,7 +183,7 @@ func build(ctx context.Context, root string, t Tools, log io.Writer) error {
 	}
 
 	start := time.Now()
-	fmt.Fprintf(log, "kubetools: building kube-apiserver %s, etcd and helm into %s (a cold build takes 5-12 minutes and up to 3 GB of memory)\n",
+	fmt.Fprintf(log, "kubetools: building Kubernetes %s (kube-apiserver, kubelet, kube-controller-manager, kube-scheduler, kubectl), etcd and helm into %s (a cold build takes 10-15 minutes and up to 3 GB of memory)\n",
 		t.Version, t.Dir)
 	args := []string{"build", "-trimpath", "-ldflags", ldflags(t.Version, t.helm), "-o", tmp + string(filepath.Separator)}
 	for _, b := range builds {

@@ -1,6 +1,7 @@
-// Command kube-tools builds the Kubernetes test tools (kube-apiserver, etcd,
-// helm) into the cache if they are not there yet, and prints the folder
-// that holds them. `make kube-tools` runs it before the tests, so that a
+// Command kube-tools builds the Kubernetes test tools (kube-apiserver,
+// kubelet, kube-controller-manager, kube-scheduler, kubectl, etcd, helm)
+// into the cache if they are not there yet, and prints the folder that
+// holds them. `make kube-tools` runs it before the tests, so that a
 // cold build shows as a step of its own.
 package main
 
