@@ -174,6 +174,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		"containerdFallback.enable=true", // unknown nested key
 		"policy.mode=strict",
 		"admissionPolicy.exemptNamespaces[0]=Not_A_Namespace",
+		"extraEnv[0].value=x",   // an EnvVar without a name
+		"extraEnv[0].name=1BAD", // not an environment variable name
 	} {
 		_, err := helm(t, "template", release, "chart", "--namespace", namespace, "--set", set)
 		if err == nil || !strings.Contains(err.Error(), "schema") {
