@@ -371,8 +371,14 @@ func TestFirstFailureLoggedOnce(t *testing.T) {
 	sink.mu.Unlock()
 	e.Report(podInput("d"), denied)
 	sink.waitFor(t, "an event after recovery", func(evs []*eventsv1.Event) bool { return len(evs) >= 1 })
-	if !strings.Contains(buf.String(), "writing Kubernetes Events again") {
-		t.Errorf("recovery not logged:\n%s", buf.String())
+	// The sink holds the Event before its write returns, and the recovery
+	// is logged after it returns: wait for the line, do not race it.
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(buf.String(), "writing Kubernetes Events again") {
+		if time.Now().After(deadline) {
+			t.Fatalf("recovery not logged:\n%s", buf.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
