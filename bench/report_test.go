@@ -172,8 +172,11 @@ func reportCold(t *testing.T, r *reportText, res []coldResult, peer bool) {
 	r.printf("%s\n", table([]string{"image", "verifier", "median", "p90", "requests", "round trips"}, rows))
 	for _, c := range res {
 		n, nl := c.ours.requests.median(), c.oursLocal.requests.median()
-		r.target("2. requests per fresh digest ≤ 3 (digest + config), "+c.kind,
-			fmt.Sprintf("%d (with --prewarm: %d)", n, nl), n <= 3 || c.kind != "legacy" && nl <= 3)
+		measured := fmt.Sprintf("%d (with --prewarm: %d)", n, nl)
+		if n > 3 && nl <= 3 {
+			measured += "; within the target only with --prewarm"
+		}
+		r.target("2. requests per fresh digest ≤ 3 (digest + config), "+c.kind, measured, n <= 3 || c.kind != "legacy" && nl <= 3)
 	}
 	if peer {
 		for _, c := range res {
