@@ -1,7 +1,6 @@
 package cosign
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
-	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 )
@@ -37,19 +35,15 @@ func unusable(rank int, format string, args ...any) *examined {
 	return &examined{rank: rank, note: fmt.Sprintf(format, args...)}
 }
 
-// verifyAttestation is the one place attestations are checked against a
-// root, through trustRoot.verify, which says what "signed by this root"
-// means for a bundle.
-func (r *trustRoot) verifyAttestation(e sgverify.SignedEntity, with policy.With, artifact sgverify.ArtifactPolicyOption) (*sgverify.VerificationResult, error) {
-	return r.verify(e, with, artifact)
-}
-
 // examine fetches and verifies one referrer of cand. Nil, nil: it is not
 // a Sigstore bundle after all.
 func (s *attestSearch) examine(ctx context.Context, cand string, want []byte, d v1.Descriptor) (*examined, error) {
-	b, bad, err := s.fetch(ctx, cand, d)
+	b, problem, err := s.v.fetchBundle(ctx, s.repo, cand, d)
 	if b == nil {
-		return bad, err
+		if problem != "" {
+			return unusable(attRankContent, "%s", problem), nil
+		}
+		return nil, err
 	}
 	return s.verified(b, cand, "referrer "+d.Digest.String(), want), nil
 }
@@ -62,7 +56,7 @@ func (s *attestSearch) verified(b *bundle.Bundle, cand, ref string, want []byte)
 	}
 	var firstErr error
 	for _, r := range s.roots {
-		res, err := r.verifyAttestation(b, s.with, sgverify.WithArtifactDigest("sha256", want))
+		res, err := r.verify(b, s.with, sgverify.WithArtifactDigest("sha256", want))
 		if err == nil {
 			return s.read(b, res, cand, ref)
 		}
@@ -73,7 +67,7 @@ func (s *attestSearch) verified(b *bundle.Bundle, cand, ref string, want []byte)
 	// Tell a genuine attestation of another digest (a replay) from a bad
 	// one, for the reason. Either way it does not count.
 	for _, r := range s.roots {
-		if alone, err := r.verifyAttestation(b, s.with, sgverify.WithoutArtifactUnsafe()); err == nil && alone.Statement != nil {
+		if alone, err := r.verify(b, s.with, sgverify.WithoutArtifactUnsafe()); err == nil && alone.Statement != nil {
 			pt := alone.Statement.GetPredicateType()
 			return &examined{predicateType: pt, rank: attRankDigest,
 				note: fmt.Sprintf("attestation %s (%s of %s) names digest %s, not %s", pt, ref, cand, subjectDigests(alone.Statement.GetSubject()), cand)}
@@ -121,55 +115,6 @@ func (s *attestSearch) read(b *bundle.Bundle, res *sgverify.VerificationResult, 
 		}
 	}
 	return &examined{predicateType: pt, statement: st}
-}
-
-// fetch reads the Sigstore bundle of a referrer. A nil bundle comes with
-// either a note on what is wrong with it, or nothing (not a bundle), or an
-// error (it could not be fetched).
-func (s *attestSearch) fetch(ctx context.Context, cand string, d v1.Descriptor) (*bundle.Bundle, *examined, error) {
-	m, err := s.v.reg.Manifest(ctx, s.repo.Digest(d.Digest.String()))
-	if registry.IsNotFound(err) {
-		return nil, nil, nil // deleted since listed
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("fetching referrer %s of %s: %w", d.Digest, cand, err)
-	}
-	man, err := v1.ParseManifest(bytes.NewReader(m.Raw))
-	if err != nil {
-		if d.ArtifactType == bundleMediaType {
-			return nil, unusable(attRankContent, "bundle referrer %s of %s is not a valid manifest: %v", d.Digest, cand, err), nil
-		}
-		return nil, nil, nil
-	}
-	at := man.ArtifactType
-	if at == "" {
-		at = string(man.Config.MediaType)
-	}
-	if at != bundleMediaType {
-		return nil, nil, nil // listed loosely (see registry.Referrers)
-	}
-	var layer *v1.Descriptor
-	for i := range man.Layers {
-		if man.Layers[i].MediaType == bundleMediaType {
-			layer = &man.Layers[i]
-			break
-		}
-	}
-	if layer == nil {
-		return nil, unusable(attRankContent, "bundle referrer %s of %s has no bundle layer", d.Digest, cand), nil
-	}
-	raw, err := s.v.reg.Blob(ctx, s.repo.Digest(layer.Digest.String()))
-	if registry.IsNotFound(err) {
-		return nil, unusable(attRankContent, "bundle %s of referrer %s is missing from the registry", layer.Digest, d.Digest), nil
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("fetching bundle of referrer %s of %s: %w", d.Digest, cand, err)
-	}
-	var b bundle.Bundle
-	if err := b.UnmarshalJSON(raw); err != nil {
-		return nil, unusable(attRankContent, "referrer %s of %s holds no valid Sigstore bundle: %v", d.Digest, cand, err), nil
-	}
-	return &b, nil, nil
 }
 
 // digestBytes is the hex of a sha256 digest, decoded.

@@ -65,47 +65,12 @@ func (v *Verifier) bundles(ctx context.Context, repo name.Repository, cand strin
 // checkBundle fetches and verifies one referrer. Nil, nil: it is not a
 // cosign bundle after all.
 func (v *Verifier) checkBundle(ctx context.Context, repo name.Repository, cand string, want []byte, d v1.Descriptor, roots []*trustRoot) (*finding, error) {
-	m, err := v.reg.Manifest(ctx, repo.Digest(d.Digest.String()))
-	if registry.IsNotFound(err) {
-		return nil, nil // deleted since listed
-	}
-	if err != nil {
-		return nil, fmt.Errorf("fetching referrer %s of %s: %w", d.Digest, cand, err)
-	}
-	man, err := v1.ParseManifest(bytes.NewReader(m.Raw))
-	if err != nil {
-		if d.ArtifactType == bundleMediaType {
-			return ptr(failed(rankMalformed, "bundle referrer %s is not a valid manifest: %v", d.Digest, err)), nil
+	b, problem, err := v.fetchBundle(ctx, repo, cand, d)
+	if b == nil {
+		if problem != "" {
+			return ptr(failed(rankMalformed, "%s", problem)), nil
 		}
-		return nil, nil
-	}
-	at := man.ArtifactType
-	if at == "" {
-		at = string(man.Config.MediaType)
-	}
-	if at != bundleMediaType {
-		return nil, nil // the registry listed it loosely (see registry.Referrers)
-	}
-	var layer *v1.Descriptor
-	for i := range man.Layers {
-		if man.Layers[i].MediaType == bundleMediaType {
-			layer = &man.Layers[i]
-			break
-		}
-	}
-	if layer == nil {
-		return ptr(failed(rankMalformed, "bundle referrer %s has no bundle layer", d.Digest)), nil
-	}
-	raw, err := v.reg.Blob(ctx, repo.Digest(layer.Digest.String()))
-	if registry.IsNotFound(err) {
-		return ptr(failed(rankMalformed, "bundle %s of referrer %s is missing from the registry", layer.Digest, d.Digest)), nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("fetching bundle of referrer %s of %s: %w", d.Digest, cand, err)
-	}
-	var b bundle.Bundle
-	if err := b.UnmarshalJSON(raw); err != nil {
-		return ptr(failed(rankMalformed, "referrer %s holds no valid Sigstore bundle: %v", d.Digest, err)), nil
+		return nil, err
 	}
 	if b.GetDsseEnvelope() == nil {
 		return ptr(failed(rankContent, "bundle in referrer %s holds a message signature, not a cosign signature statement", d.Digest)), nil
@@ -115,7 +80,7 @@ func (v *Verifier) checkBundle(ctx context.Context, repo name.Repository, cand s
 		note     finding
 	)
 	for i, r := range roots {
-		if f, ok := r.verifyBundle(&b, cand, want, d.Digest.String()); ok {
+		if f, ok := r.verifyBundle(b, cand, want, d.Digest.String()); ok {
 			signedBy = append(signedBy, i)
 		} else if f.rank > note.rank {
 			note = f
@@ -125,6 +90,58 @@ func (v *Verifier) checkBundle(ctx context.Context, repo name.Repository, cand s
 		return &note, nil
 	}
 	return &finding{signedBy: signedBy}, nil
+}
+
+// fetchBundle reads the Sigstore bundle of referrer d of cand: its
+// manifest, then its bundle layer. Without a bundle it returns either what
+// is wrong with the referrer, in a line, or nothing (not a bundle after
+// all: the registry listed it loosely, or it was deleted since), or an
+// error (it could not be fetched). Signatures and attestations both read
+// bundles here.
+func (v *Verifier) fetchBundle(ctx context.Context, repo name.Repository, cand string, d v1.Descriptor) (*bundle.Bundle, string, error) {
+	m, err := v.reg.Manifest(ctx, repo.Digest(d.Digest.String()))
+	if registry.IsNotFound(err) {
+		return nil, "", nil // deleted since listed
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("fetching referrer %s of %s: %w", d.Digest, cand, err)
+	}
+	man, err := v1.ParseManifest(bytes.NewReader(m.Raw))
+	if err != nil {
+		if d.ArtifactType == bundleMediaType {
+			return nil, fmt.Sprintf("bundle referrer %s of %s is not a valid manifest: %v", d.Digest, cand, err), nil
+		}
+		return nil, "", nil
+	}
+	at := man.ArtifactType
+	if at == "" {
+		at = string(man.Config.MediaType)
+	}
+	if at != bundleMediaType {
+		return nil, "", nil // the registry listed it loosely (see registry.Referrers)
+	}
+	var layer *v1.Descriptor
+	for i := range man.Layers {
+		if man.Layers[i].MediaType == bundleMediaType {
+			layer = &man.Layers[i]
+			break
+		}
+	}
+	if layer == nil {
+		return nil, fmt.Sprintf("bundle referrer %s of %s has no bundle layer", d.Digest, cand), nil
+	}
+	raw, err := v.reg.Blob(ctx, repo.Digest(layer.Digest.String()))
+	if registry.IsNotFound(err) {
+		return nil, fmt.Sprintf("bundle %s of referrer %s is missing from the registry", layer.Digest, d.Digest), nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("fetching bundle of referrer %s of %s: %w", d.Digest, cand, err)
+	}
+	var b bundle.Bundle
+	if err := b.UnmarshalJSON(raw); err != nil {
+		return nil, fmt.Sprintf("referrer %s of %s holds no valid Sigstore bundle: %v", d.Digest, cand, err), nil
+	}
+	return &b, "", nil
 }
 
 // verifyBundle checks b with this root (its key, or its keyless identity
