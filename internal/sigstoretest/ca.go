@@ -238,6 +238,10 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 	return k
 }
 
+// Serial is a random certificate serial number (120 bits), for
+// certificates the tests make.
+func Serial(t testing.TB) *big.Int { t.Helper(); return serial(t) }
+
 func serial(t testing.TB) *big.Int {
 	t.Helper()
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))

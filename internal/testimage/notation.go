@@ -3,8 +3,6 @@ package testimage
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -13,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"math/big"
 	"testing"
 	"time"
 
@@ -28,6 +25,8 @@ import (
 	"github.com/notaryproject/notation-go/signer"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/nri-image-verifier/nri-image-verifier/internal/sigstoretest"
 )
 
 // Notation's names for what it stores (notation-go registry and envelope).
@@ -55,9 +54,9 @@ func NotationSubject(org, cn string) pkix.Name {
 // either side of now.
 func NewNotationCA(t testing.TB, subject pkix.Name) *NotationCA {
 	t.Helper()
-	key := notationKey(t)
+	key := sigstoretest.NewKey(t)
 	tmpl := &x509.Certificate{
-		SerialNumber:          notationSerial(t),
+		SerialNumber:          sigstoretest.Serial(t),
 		Subject:               subject,
 		NotBefore:             time.Now().Add(-24 * time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
@@ -94,9 +93,9 @@ func (ca *NotationCA) Issue(t testing.TB, subject pkix.Name, notBefore, notAfter
 	if notAfter.IsZero() {
 		notAfter = time.Now().Add(24 * time.Hour)
 	}
-	key := notationKey(t)
+	key := sigstoretest.NewKey(t)
 	tmpl := &x509.Certificate{
-		SerialNumber:          notationSerial(t),
+		SerialNumber:          sigstoretest.Serial(t),
 		Subject:               subject,
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
@@ -273,24 +272,6 @@ func AttachNotation(t testing.TB, repo, digestStr, envelopeType string, env []by
 			"org.opencontainers.image.created": time.Now().UTC().Format(time.RFC3339),
 		},
 	})
-}
-
-func notationKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("testimage: key: %v", err)
-	}
-	return k
-}
-
-func notationSerial(t testing.TB) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		t.Fatalf("testimage: serial: %v", err)
-	}
-	return n
 }
 
 func notationCert(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
