@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/nri-image-verifier/nri-image-verifier/imageref"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 )
@@ -111,7 +112,7 @@ func FuzzDecide(f *testing.F) {
 			if len(got) != 1 || got[0].Digest != digest || got[0].ConfigDigest != config || digest != signedDigest {
 				t.Fatalf("allowed %q (%q, %q) but the validator saw %+v", image, digest, config, got)
 			}
-			if repo, err := policy.Repository(image); err != nil || got[0].Repository != repo {
+			if repo, err := imageref.Repository(image); err != nil || got[0].Repository != repo {
 				t.Fatalf("validator saw repository %q for image %q (%v)", got[0].Repository, image, err)
 			}
 		}

@@ -3,6 +3,7 @@ package gate
 import (
 	"sync"
 
+	"github.com/nri-image-verifier/nri-image-verifier/imageref"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 )
 
@@ -34,7 +35,7 @@ func (c *matchCache) lookup(pol *policy.Policy, image, namespace string) matchRe
 	if ok {
 		return r
 	}
-	r.repo, r.repoErr = policy.Repository(image)
+	r.repo, r.repoErr = imageref.Repository(image)
 	if r.repoErr == nil {
 		r.m, r.err = pol.Match(image, namespace)
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/nri-image-verifier/nri-image-verifier/imageref"
 )
 
 func FuzzParse(f *testing.F) {
@@ -47,7 +49,7 @@ func FuzzMatch(f *testing.F) {
 		if err != nil {
 			if validErr == nil && !errors.Is(err, ErrNoRule) {
 				// A valid policy fails only on the image.
-				if _, nerr := Normalize(image); nerr == nil {
+				if _, nerr := imageref.Normalize(image); nerr == nil {
 					t.Fatalf("Match(%q) with %q: %v", image, pattern, err)
 				}
 			}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/nri-image-verifier/nri-image-verifier/imageref"
 )
 
 // ErrNoRule means no rule of the policy applies to the image (in that
@@ -20,17 +22,17 @@ type candidate struct {
 
 // Match returns the rule that applies to image for a pod in namespace, with
 // its validator and effective mode. The image is normalised first (see
-// Normalize); a bare image ID is an error. Rules limited to other namespaces
+// imageref.Normalize); a bare image ID is an error. Rules limited to other namespaces
 // are skipped; with namespace "" (unknown) only unrestricted rules apply.
 // Among the matching rules the most specific wins (see moreSpecific), and
 // Match.Why says why it beat each of the others. No matching rule gives an
 // error wrapping ErrNoRule.
 func (p *Policy) Match(image, namespace string) (*Match, error) {
-	repo, tag, digest, err := parseImage(image)
+	ref, err := imageref.Parse(image)
 	if err != nil {
 		return nil, fmt.Errorf("match: %w", err)
 	}
-	views := imageViews(repo, tag, digest)
+	views := imageViews(ref.Repository, ref.Tag, ref.Digest)
 	img := views[0]
 
 	var cands []candidate

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/nri-image-verifier/nri-image-verifier/imageref"
 )
 
 func TestGlobMatch(t *testing.T) {
@@ -182,7 +184,7 @@ func TestMatchAnchoring(t *testing.T) {
 
 func mustNormalize(t *testing.T, image string) string {
 	t.Helper()
-	n, err := Normalize(image)
+	n, err := imageref.Normalize(image)
 	if err != nil {
 		t.Fatalf("Normalize(%q): %v", image, err)
 	}
@@ -298,7 +300,7 @@ func TestMatchMode(t *testing.T) {
 
 func TestMatchErrors(t *testing.T) {
 	p := staticPolicy(t, "*")
-	if _, err := p.Match(testDigest, ""); !errors.Is(err, ErrImageID) || errors.Is(err, ErrNoRule) {
+	if _, err := p.Match(testDigest, ""); !errors.Is(err, imageref.ErrImageID) || errors.Is(err, ErrNoRule) {
 		t.Errorf("Match(image ID) error = %v, want ErrImageID", err)
 	}
 	if _, err := p.Match("Not A Ref", ""); err == nil || errors.Is(err, ErrNoRule) {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/nri-image-verifier/nri-image-verifier/imageref"
 )
 
 // maxPatternLen bounds the matcher's work, which grows with the product of
@@ -69,7 +71,7 @@ func namePart(comp string) string {
 	return comp
 }
 
-// normalizePattern qualifies a pattern the way Normalize qualifies an image,
+// normalizePattern qualifies a pattern the way imageref.Normalize qualifies an image,
 // so that "redis:*" and "docker.io/library/redis:*" mean the same:
 //   - a first component that looks like a host ('.', ':' or "localhost") is
 //     lower-cased, and index.docker.io is written docker.io;
@@ -85,19 +87,19 @@ func normalizePattern(p string) string {
 		if hasWildcard(namePart(p)) {
 			return p
 		}
-		return dockerHub + "/library/" + p
+		return imageref.DockerHub + "/library/" + p
 	}
-	if !looksLikeHost(first) {
+	if !imageref.LooksLikeHost(first) {
 		if hasWildcard(first) {
 			return p
 		}
-		return dockerHub + "/" + p
+		return imageref.DockerHub + "/" + p
 	}
 	host := strings.ToLower(first)
 	if host == "index.docker.io" {
-		host = dockerHub
+		host = imageref.DockerHub
 	}
-	if host == dockerHub && !strings.Contains(rest, "/") && !hasWildcard(namePart(rest)) {
+	if host == imageref.DockerHub && !strings.Contains(rest, "/") && !hasWildcard(namePart(rest)) {
 		rest = "library/" + rest
 	}
 	return host + "/" + rest

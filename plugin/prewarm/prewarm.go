@@ -27,8 +27,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/nri-image-verifier/nri-image-verifier/imageref"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin/resolve"
-	"github.com/nri-image-verifier/nri-image-verifier/policy"
 )
 
 // Warmer verifies an image ahead of its containers; gate.Gate is one.
@@ -192,7 +192,7 @@ func (p *prewarmer) follow(ctx context.Context, events eventsv1.EventsClient, im
 // image under its ID (sha256:<config>), which names no repository, and
 // under repo@digest, which names the same image as its tag.
 func (p *prewarmer) enqueue(name string) {
-	if name == "" || policy.IsImageID(name) {
+	if name == "" || imageref.IsImageID(name) {
 		return
 	}
 	select {

@@ -18,9 +18,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	contentapi "github.com/containerd/containerd/api/services/content/v1"
+	"github.com/nri-image-verifier/nri-image-verifier/imageref"
 
-	"github.com/nri-image-verifier/nri-image-verifier/policy"
+	contentapi "github.com/containerd/containerd/api/services/content/v1"
 )
 
 // Namespace is the containerd namespace kubelet's containers live in.
@@ -71,10 +71,10 @@ func (r *Resolver) Close() error { return r.conn.Close() }
 // containerd holds for the same target, since a policy matches names.
 func (r *Resolver) Resolve(ctx context.Context, ref string) (Image, error) {
 	ctx = metadata.AppendToOutgoingContext(ctx, "containerd-namespace", r.namespace)
-	if policy.IsImageID(ref) {
+	if imageref.IsImageID(ref) {
 		return r.resolveID(ctx, ref)
 	}
-	norm, err := policy.Normalize(ref)
+	norm, err := imageref.Normalize(ref)
 	if err != nil {
 		return Image{}, fmt.Errorf("image %q: %w", ref, err)
 	}
@@ -120,8 +120,8 @@ func (r *Resolver) resolveID(ctx context.Context, id string) (Image, error) {
 	}
 	var names []string
 	for _, i := range list.GetImages() {
-		if !policy.IsImageID(i.GetName()) {
-			if _, err := policy.Repository(i.GetName()); err == nil {
+		if !imageref.IsImageID(i.GetName()) {
+			if _, err := imageref.Repository(i.GetName()); err == nil {
 				names = append(names, i.GetName())
 			}
 		}

@@ -1,4 +1,10 @@
-package policy
+// Package imageref answers one question: what image reference does a string
+// name? It parses and normalises references the way the policy matches them
+// (fully qualified, Docker Hub written docker.io, the registry host
+// lower-cased), tells image IDs from references, and knows nothing of
+// policies, registries or the runtime. It is a leaf: the policy, the gate and
+// the containerd-side code all import it, and it imports none of them.
+package imageref
 
 import (
 	"errors"
@@ -15,9 +21,33 @@ import (
 // find the image's real name (and digest) elsewhere.
 var ErrImageID = errors.New("an image ID is not an image reference")
 
-// dockerHub is how this package writes Docker Hub's registry. ggcr calls it
+// DockerHub is how this package writes Docker Hub's registry. ggcr calls it
 // "index.docker.io"; Connaisseur's docs and containerd say "docker.io".
-const dockerHub = "docker.io"
+const DockerHub = "docker.io"
+
+// Ref is a parsed, normalised image reference.
+type Ref struct {
+	// Repository is fully qualified, e.g. "docker.io/library/redis".
+	Repository string
+	// Tag is "" when the reference has a digest and no tag; "latest" when
+	// it has neither.
+	Tag string
+	// Digest is "" or an OCI digest, "sha256:<hex>".
+	Digest string
+}
+
+// String writes the reference back: repository, ":tag" if any, "@digest"
+// if any.
+func (r Ref) String() string {
+	out := r.Repository
+	if r.Tag != "" {
+		out += ":" + r.Tag
+	}
+	if r.Digest != "" {
+		out += "@" + r.Digest
+	}
+	return out
+}
 
 // IsImageID reports whether s is a bare image ID rather than a reference.
 // Docker and containerd read these forms as IDs too, so a repository that
@@ -49,59 +79,52 @@ func isHex(s string) bool {
 // defaults to "latest" only when neither tag nor digest is given. Unlike
 // ggcr, a reference with both tag and digest keeps both.
 func Normalize(image string) (string, error) {
-	repo, tag, digest, err := parseImage(image)
+	r, err := Parse(image)
 	if err != nil {
 		return "", err
 	}
-	out := repo
-	if tag != "" {
-		out += ":" + tag
-	}
-	if digest != "" {
-		out += "@" + digest
-	}
-	return out, nil
+	return r.String(), nil
 }
 
 // Repository returns the fully qualified repository of an image reference,
 // without tag or digest, e.g. "docker.io/library/redis".
 func Repository(image string) (string, error) {
-	repo, _, _, err := parseImage(image)
-	return repo, err
+	r, err := Parse(image)
+	return r.Repository, err
 }
 
-// parseImage splits an image reference into its normalised repository, tag
-// and digest.
-func parseImage(image string) (repo, tag, digest string, err error) {
+// Parse splits an image reference into its normalised repository, tag and
+// digest (see Normalize). A bare image ID is an error wrapping ErrImageID.
+func Parse(image string) (r Ref, err error) {
 	if IsImageID(image) {
-		return "", "", "", fmt.Errorf("%q: %w", image, ErrImageID)
+		return r, fmt.Errorf("%q: %w", image, ErrImageID)
 	}
 	// ggcr's NewDigest accepts "repo:tag@digest" but drops the tag, so the
 	// two halves are parsed separately.
 	base, digest, hasDigest := strings.Cut(image, "@")
 	t, err := name.NewTag(foldHost(base), name.WithDefaultTag(""))
 	if err != nil {
-		return "", "", "", fmt.Errorf("image reference %q: %w", image, err)
+		return r, fmt.Errorf("image reference %q: %w", image, err)
 	}
 	if hasDigest && !digestForm.MatchString(digest) {
-		return "", "", "", fmt.Errorf("image reference %q: invalid digest %q", image, digest)
+		return r, fmt.Errorf("image reference %q: invalid digest %q", image, digest)
 	}
 	if host := t.RegistryStr(); !registryHost.MatchString(host) {
-		return "", "", "", fmt.Errorf("image reference %q: invalid registry host %q", image, host)
+		return r, fmt.Errorf("image reference %q: invalid registry host %q", image, host)
 	}
 	for _, comp := range strings.Split(t.RepositoryStr(), "/") {
 		// ggcr only checks the characters; the distribution grammar that
 		// containerd applies is stricter, and "http://reg/app" or
 		// "reg.io//app" must not come out looking like a reference.
 		if !pathComponent.MatchString(comp) {
-			return "", "", "", fmt.Errorf("image reference %q: invalid repository path component %q", image, comp)
+			return r, fmt.Errorf("image reference %q: invalid repository path component %q", image, comp)
 		}
 	}
-	tag = t.TagStr()
+	tag := t.TagStr()
 	if tag == "" && !hasDigest {
 		tag = name.DefaultTag
 	}
-	return canonicalHost(t.RegistryStr()) + "/" + t.RepositoryStr(), tag, digest, nil
+	return Ref{Repository: canonicalHost(t.RegistryStr()) + "/" + t.RepositoryStr(), Tag: tag, Digest: digest}, nil
 }
 
 // registryHost is a host name, IPv4 or bracketed IPv6 address with an
@@ -122,20 +145,23 @@ var pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`
 // which is how docker, containerd and ggcr decide it too.
 func foldHost(ref string) string {
 	host, rest, ok := strings.Cut(ref, "/")
-	if !ok || !looksLikeHost(host) {
+	if !ok || !LooksLikeHost(host) {
 		return ref
 	}
 	return strings.ToLower(host) + "/" + rest
 }
 
-func looksLikeHost(s string) bool {
+// LooksLikeHost reports whether the first component of a reference or
+// pattern names a registry rather than a Docker Hub namespace: it has "." or
+// ":" or is "localhost", which is how docker, containerd and ggcr decide it.
+func LooksLikeHost(s string) bool {
 	return strings.ContainsAny(s, ".:") || strings.EqualFold(s, "localhost")
 }
 
 // canonicalHost writes Docker Hub's aliases as docker.io.
 func canonicalHost(host string) string {
 	if host == name.DefaultRegistry {
-		return dockerHub
+		return DockerHub
 	}
 	return host
 }

@@ -1,4 +1,4 @@
-package policy
+package imageref
 
 import (
 	"errors"
@@ -106,3 +106,5 @@ func TestNormalizeOddHosts(t *testing.T) {
 		t.Errorf("Normalize(IPv6) = %q, %v", got, err)
 	}
 }
+
+const testDigest = "sha256:1388abc7a12532836c3a81bdb0087409b15208f5aeba7a87aedcfd56d637c145"
