@@ -2,8 +2,9 @@ package gate
 
 import (
 	"context"
-	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"testing"
+
+	"github.com/nri-image-verifier/nri-image-verifier/verify"
 )
 
 // BenchmarkDecideWarm is the common case on a node: the verdict for this

@@ -81,7 +81,8 @@ func TestDecide(t *testing.T) {
 	cases := []struct {
 		name, image, digest string
 		allowed             bool
-		verdict, rule       string
+		verdict             Verdict
+		rule                string
 		reason              string
 	}{
 		{"allowed by default rule", "127.0.0.1:5000/app:v1", dgst, true, VerdictAllow, "127.0.0.1:5000/*", "static"},

@@ -97,7 +97,7 @@ func FuzzDecide(f *testing.F) {
 		}
 		switch {
 		case d.Verdict == VerdictAuditDeny:
-			if d.Mode != string(policy.ModeAudit) {
+			if d.Mode != policy.ModeAudit {
 				t.Fatalf("audit-deny outside audit mode: %+v", d)
 			}
 		case d.Verdict != VerdictAllow:

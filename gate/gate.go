@@ -4,50 +4,81 @@
 // nothing of NRI (see plugin) or of how decisions are reported (see report).
 package gate
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
 
-// Input identifies the container whose image is checked.
-type Input struct {
-	// Image is the image name the runtime resolved, e.g.
-	// "127.0.0.1:5000/app:v1" or "docker.io/library/redis:7". Used only to
-	// find the repository and the policy rule; never trusted for the digest.
-	Image string
-	// Digest is the top-level image digest the runtime uses ("sha256:...").
-	Digest string
-	// ConfigDigest is the image config digest, if known.
-	ConfigDigest string
-
-	Namespace string
-	Pod       string
-	PodUID    string
-	Container string
-}
-
-// Verdict values in Decision.Verdict and the audit log.
-const (
-	VerdictAllow = "allow"
-	VerdictDeny  = "deny"
-	// VerdictAuditDeny: the policy failed but the rule is in audit mode, so
-	// the container is allowed.
-	VerdictAuditDeny = "audit-deny"
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
+	"github.com/nri-image-verifier/nri-image-verifier/verify"
 )
 
-// Decision is the gate's answer.
-type Decision struct {
-	// Allowed is what the runtime must do.
-	Allowed bool
-	// Verdict is one of the Verdict* constants.
-	Verdict string
-	// Reason is one line an operator can act on.
-	Reason string
-	// Pending is true when verification was still running at the deadline.
-	Pending bool
+// BuildFunc makes the verifier for one policy validator.
+type BuildFunc func(v *policy.Validator) (verify.Verifier, error)
 
-	Image     string // normalised image reference the rule was matched on
-	Rule      string // matched rule pattern, "" if none
-	Validator string // validator name, "" if none
-	Mode      string // effective mode
-
-	CacheHit bool
-	Latency  time.Duration
+// Gate decides. It is safe for concurrent use; SetPolicy swaps the policy
+// atomically, so a decision sees either the old or the new one, never a mix.
+type Gate struct {
+	build BuildFunc
+	cache *verify.Cache
+	cur   atomic.Pointer[state]
 }
+
+type state struct {
+	pol       *policy.Policy
+	verifiers map[string]verify.Verifier
+	matches   matchCache
+	// namespaces are "" and every namespace a rule is limited to: between
+	// them they meet every rule an image can get in any namespace.
+	namespaces []string
+}
+
+// New returns a gate enforcing pol.
+func New(pol *policy.Policy, build BuildFunc, cache *verify.Cache) (*Gate, error) {
+	if cache == nil {
+		cache = verify.NewCache(verify.CacheOptions{})
+	}
+	g := &Gate{build: build, cache: cache}
+	if err := g.SetPolicy(pol); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// SetPolicy builds the verifiers of pol and puts it in force. On error the
+// previous policy stays in force.
+func (g *Gate) SetPolicy(pol *policy.Policy) error {
+	if pol == nil {
+		return errors.New("no policy")
+	}
+	vs := make(map[string]verify.Verifier, len(pol.Validators))
+	for i := range pol.Validators {
+		v := &pol.Validators[i]
+		built, err := g.build(v)
+		if err != nil {
+			return fmt.Errorf("validator %q: %w", v.Name, err)
+		}
+		vs[v.Name] = built
+	}
+	nss := []string{""}
+	for _, r := range pol.Rules {
+		for _, ns := range r.Namespaces {
+			if !slices.Contains(nss, ns) {
+				nss = append(nss, ns)
+			}
+		}
+	}
+	old := g.cur.Swap(&state{pol: pol, verifiers: vs, namespaces: nss})
+	if old != nil && old.pol.Version != pol.Version {
+		// Verdicts are keyed by policy version; purging just frees memory.
+		g.cache.Purge()
+	}
+	return nil
+}
+
+// Policy returns the policy in force.
+func (g *Gate) Policy() *policy.Policy { return g.cur.Load().pol }
+
+// Cache returns the verdict cache (for metrics and benchmarks).
+func (g *Gate) Cache() *verify.Cache { return g.cache }

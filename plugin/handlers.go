@@ -32,7 +32,7 @@ func (p *Plugin) check(ctx context.Context, pod *api.PodSandbox, ctr *api.Contai
 	key := Identity(pod, ctr)
 	e, owner := p.memo.claim(ctr.GetId(), key, start)
 	if owner {
-		in, d := p.decide(ctx, key, start)
+		in, d := p.ask(ctx, key, start)
 		e.complete(in, d)
 		p.reporter.Report(in, d)
 		return verdictError(in, d)
@@ -55,12 +55,12 @@ func (p *Plugin) check(ctx context.Context, pod *api.PodSandbox, ctr *api.Contai
 	}
 }
 
-// decide resolves missing digests and asks the Decider, all within the
+// ask resolves missing digests and asks the Decider, all within the
 // budget. It does not trust either to return on time: a request that
 // overruns the runtime's deadline gets the plugin dropped, and the runtime
 // then creates containers without us. So it stops waiting a little after the
 // budget and denies as pending; a late answer is discarded.
-func (p *Plugin) decide(ctx context.Context, in gate.Input, start time.Time) (gate.Input, gate.Decision) {
+func (p *Plugin) ask(ctx context.Context, in gate.Input, start time.Time) (gate.Input, gate.Decision) {
 	// The common case, a verdict in the cache, is answered at once: no
 	// deadline to enforce on an answer that cannot block.
 	if c, ok := p.decider.(CachedDecider); ok && !p.needsResolve(in) {

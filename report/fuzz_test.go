@@ -33,7 +33,7 @@ func FuzzAudit(f *testing.F) {
 		if err := json.Unmarshal(out, &m); err != nil {
 			t.Fatalf("not JSON: %v: %q", err, out)
 		}
-		if m["allowed"] != allowed || m["verdict"] != d.Verdict || m["node"] != "node" {
+		if m["allowed"] != allowed || m["verdict"] != string(d.Verdict) || m["node"] != "node" {
 			t.Fatalf("fields changed: %v", m)
 		}
 		for field, want := range map[string]string{"image": image, "digest": digest, "namespace": namespace, "reason": reason} {

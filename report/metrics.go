@@ -98,7 +98,7 @@ func (m *Metrics) Report(_ gate.Input, d gate.Decision) {
 	if m == nil {
 		return
 	}
-	m.decisions.WithLabelValues(d.Verdict, d.Validator, d.Mode).Inc()
+	m.decisions.WithLabelValues(string(d.Verdict), d.Validator, string(d.Mode)).Inc()
 	cache := "miss"
 	if d.CacheHit {
 		cache = "hit"
