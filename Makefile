@@ -4,7 +4,7 @@ TAGS      ?= nri_no_wasm
 BIN       ?= bin
 GOFLAGS_T := -tags $(TAGS)
 
-.PHONY: all build test vet lint demo e2e bench fuzz clean
+.PHONY: all build test unit vet fmt lint demo e2e bench fuzz clean
 .PHONY: kube-tools manifests image kind-up kind-demo cluster-demo
 
 all: build
@@ -19,6 +19,18 @@ vet:
 # that can run here for real (NRI runtime side, OCI registry, signatures).
 test: vet kube-tools
 	$(GO) test $(GOFLAGS_T) -race -count=1 -timeout 20m ./...
+
+# The edit-test loop: the packages that ship in the binary, with -race, and
+# none of the harnesses that build or start containerd, kube-apiserver or
+# helm (integration/, bench/, daemonset/, kind-config/, internal/). Under a
+# minute with Go's build cache warm; `make test` runs these and the rest.
+UNIT_PKGS = $(shell $(GO) list ./... | grep -Ev '/(integration|bench|internal|daemonset|kind-config)(/|$$)')
+unit:
+	$(GO) test $(GOFLAGS_T) -race -count=1 -timeout 5m $(UNIT_PKGS)
+
+# Every Go file gofmt'ed (make lint runs it).
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # The performance report (docs/performance.md says how to read it): every
 # target measured side by side with its peer in one run, on this machine.
@@ -68,8 +80,8 @@ fuzz:
 	  done; \
 	done
 
-# Static analysis, tools pinned and run from the Go module proxy (built once,
-# then cached): go vet; staticcheck on the code that ships (test files are
+# Static analysis: gofmt (make fmt), go vet, then tools pinned and run from
+# the Go module proxy (built once, then cached): staticcheck on the code that ships (test files are
 # vet's; without them, U1000 would call helpers used only by tests unused);
 # gosec on everything but the test harnesses that
 # build and run third-party tools and are never part of the daemon
@@ -78,7 +90,7 @@ fuzz:
 # `#nosec G<nnn> -- reason`.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOSEC       ?= github.com/securego/gosec/v2/cmd/gosec@v2.30.0
-lint: vet
+lint: vet fmt
 	$(GO) run $(STATICCHECK) -tags $(TAGS) -tests=false -checks inherit,-U1000 ./...
 	$(GO) run $(GOSEC) -quiet -tags $(TAGS) \
 	  -exclude-dir=integration -exclude-dir=internal/kubetest -exclude-dir=internal/kubetools \
