@@ -11,7 +11,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
-	"github.com/nri-image-verifier/nri-image-verifier/plugin/resolve"
+	"github.com/nri-image-verifier/nri-image-verifier/containerd/resolve"
 )
 
 // These tests drive the plugin through the real NRI runtime side

@@ -17,7 +17,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
-	"github.com/nri-image-verifier/nri-image-verifier/plugin/resolve"
+	"github.com/nri-image-verifier/nri-image-verifier/containerd/resolve"
 )
 
 // Defaults for Config fields left zero.

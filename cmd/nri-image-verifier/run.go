@@ -18,8 +18,8 @@ import (
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
-	"github.com/nri-image-verifier/nri-image-verifier/plugin/prewarm"
-	"github.com/nri-image-verifier/nri-image-verifier/plugin/resolve"
+	"github.com/nri-image-verifier/nri-image-verifier/containerd/prewarm"
+	"github.com/nri-image-verifier/nri-image-verifier/containerd/resolve"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/report"
 )

@@ -8,8 +8,10 @@
 //
 // It only ever adds verdicts to the cache; the hook decides as before, so a
 // lost event, a slow registry or a containerd that is not there costs
-// latency, never a wrong decision. It reads containerd's image store, as
-// plugin/resolve does, and knows nothing of NRI, policies or signatures.
+// latency, never a wrong decision. It reads containerd's image store
+// through containerd/resolve, and knows nothing of NRI, policies or
+// signatures: it hands names and digests to the Warmer and skips the names
+// that are image IDs (imageref.IsImageID).
 package prewarm
 
 import (
@@ -28,7 +30,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/nri-image-verifier/nri-image-verifier/imageref"
-	"github.com/nri-image-verifier/nri-image-verifier/plugin/resolve"
+	"github.com/nri-image-verifier/nri-image-verifier/containerd/resolve"
 )
 
 // Warmer verifies an image ahead of its containers; gate.Gate is one.

@@ -1,7 +1,10 @@
 // Package resolve finds a container's image digest through containerd's own
 // API when the runtime does not send it through NRI (containerd before 2.4
 // fills no Container.Image). It reads containerd's image store, the same
-// records the runtime made the container's rootfs from, never a registry.
+// records the runtime made the container's rootfs from, never a registry;
+// the same reads serve prewarm and, through Content, the chain check. It
+// talks to containerd's gRPC API only: it knows nothing of NRI (see plugin)
+// or of policies (names are parsed by imageref).
 package resolve
 
 import (
