@@ -107,7 +107,7 @@ func runCmd(args []string, stderr io.Writer) int {
 			return exitDeny
 		}
 		defer r.Close()
-		pc.Resolver = r
+		pc.Resolver = imageResolver{r}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -259,4 +259,13 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logge
 	}()
 	log.Info("serving metrics and health", "addr", ln.Addr().String())
 	return nil
+}
+
+// imageResolver gives the plugin containerd's image store as its Resolver:
+// plugin imports no containerd API, so the resolved image changes type here.
+type imageResolver struct{ r *resolve.Resolver }
+
+func (a imageResolver) Resolve(ctx context.Context, ref string) (plugin.Image, error) {
+	img, err := a.r.Resolve(ctx, ref)
+	return plugin.Image(img), err
 }
