@@ -172,14 +172,16 @@ func (m *Metrics) WatchNRI(connected func() bool) {
 	}))
 }
 
-func (m *Metrics) eventDropped(reason string) {
+// EventDropped counts a Kubernetes Event not recorded (events.Metrics).
+func (m *Metrics) EventDropped(reason string) {
 	if m == nil {
 		return
 	}
 	m.eventsDropped.WithLabelValues(reason).Inc()
 }
 
-func (m *Metrics) eventWrite(err error) {
+// EventWrite counts one Event write to the API server (events.Metrics).
+func (m *Metrics) EventWrite(err error) {
 	if m == nil {
 		return
 	}

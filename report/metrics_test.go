@@ -216,8 +216,8 @@ func TestNilMetricsAreInert(t *testing.T) {
 	m.ObserveVerification("v", verify.Verdict{}, nil, 0)
 	m.WatchCache(nil, nil)
 	m.WatchNRI(nil)
-	m.eventDropped("x")
-	m.eventWrite(nil)
+	m.EventDropped("x")
+	m.EventWrite(nil)
 	if rt := m.Transport(http.DefaultTransport); rt != http.DefaultTransport {
 		t.Error("nil Metrics wrapped the transport")
 	}

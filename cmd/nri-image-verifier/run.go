@@ -20,6 +20,7 @@ import (
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/report"
+	"github.com/nri-image-verifier/nri-image-verifier/report/events"
 )
 
 // runCmd is the node daemon: it connects to containerd's NRI socket and
@@ -151,10 +152,10 @@ func warn(log *slog.Logger, p *policy.Policy) {
 // startEvents connects the Event recorder to the API server, or returns nil
 // after one log line when there is no API to talk to: refusals are then
 // still enforced and in the audit log.
-func startEvents(ctx context.Context, kubeconfig, node string, m *report.Metrics, log *slog.Logger) *report.Events {
+func startEvents(ctx context.Context, kubeconfig, node string, m *report.Metrics, log *slog.Logger) *events.Recorder {
 	ev, host, err := newEvents(ctx, kubeconfig, node, m, log)
 	switch {
-	case errors.Is(err, report.ErrNoAPI):
+	case errors.Is(err, events.ErrNoAPI):
 		log.Info("Kubernetes Events are off", "reason", err.Error())
 	case err != nil:
 		log.Error("Kubernetes Events are off; containers are still checked", "error", err.Error())
@@ -164,18 +165,18 @@ func startEvents(ctx context.Context, kubeconfig, node string, m *report.Metrics
 	return ev
 }
 
-func newEvents(ctx context.Context, kubeconfig, node string, m *report.Metrics, log *slog.Logger) (*report.Events, string, error) {
-	cfg, err := report.RESTConfig(kubeconfig)
+func newEvents(ctx context.Context, kubeconfig, node string, m *report.Metrics, log *slog.Logger) (*events.Recorder, string, error) {
+	cfg, err := events.RESTConfig(kubeconfig)
 	if err != nil {
 		return nil, "", err
 	}
 	// client-go logs through klog; send it to our JSON log.
 	klog.SetSlogLogger(log.With("component", "client-go"))
-	sink, err := report.NewEventSink(cfg)
+	sink, err := events.NewSink(cfg)
 	if err != nil {
 		return nil, "", err
 	}
-	ev, err := report.NewEvents(report.EventsConfig{Sink: sink, Node: node, Metrics: m, Logger: log})
+	ev, err := events.New(events.Config{Sink: sink, Node: node, Metrics: m, Logger: log})
 	if err != nil {
 		return nil, "", err
 	}
