@@ -3,7 +3,8 @@
 // verdict cache, policy reloads, Events). Every Reporter is called on the
 // NRI request path and must not block. It knows nothing of signatures (it
 // counts what gate and the daemon tell it) nor of the Kubernetes API: the
-// Events on the Pod are report/events.
+// Events on the Pod are report/events. The HTTP health endpoints are the
+// daemon's (cmd/nri-image-verifier).
 package report
 
 import (

@@ -113,7 +113,7 @@ func (d *daemon) start(ctx context.Context) error {
 	d.plugin = p
 	d.metrics.WatchNRI(p.Connected)
 	if d.f.httpAddr != "" {
-		return serveHTTP(ctx, d.f.httpAddr, report.Handler(d.metrics, d.ready), d.log)
+		return serveHTTP(ctx, d.f.httpAddr, healthHandler(d.metrics, d.ready), d.log)
 	}
 	return nil
 }

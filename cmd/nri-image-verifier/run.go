@@ -7,12 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"k8s.io/klog/v2"
 
@@ -184,27 +181,4 @@ func newEvents(ctx context.Context, kubeconfig, node string, m *report.Metrics, 
 		return nil, "", fmt.Errorf("events: %w", err)
 	}
 	return ev, cfg.Host, nil
-}
-
-// serveHTTP listens on addr now, so that a taken port fails the start, and
-// serves h until ctx is done.
-func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("--http-addr: %w", err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("HTTP server stopped", "addr", addr, "error", err.Error())
-		}
-	}()
-	go func() { // #nosec G118 -- shuts the server down once ctx is done, so the shutdown cannot use ctx; it has its own 2 s bound.
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	log.Info("serving metrics and health", "addr", ln.Addr().String())
-	return nil
 }
