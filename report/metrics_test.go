@@ -11,7 +11,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
-	"github.com/nri-image-verifier/nri-image-verifier/verify"
 )
 
 // metric finds the sample of name with exactly labels, or nil.
@@ -87,9 +86,9 @@ func TestDecisionMetrics(t *testing.T) {
 
 func TestVerificationReloadAndWatchedMetrics(t *testing.T) {
 	m := NewMetrics()
-	m.ObserveVerification("default", verify.Verdict{Allowed: true}, nil, 20*time.Millisecond)
-	m.ObserveVerification("default", verify.Verdict{}, nil, time.Millisecond)
-	m.ObserveVerification("default", verify.Verdict{}, errors.New("registry down"), time.Second)
+	m.ObserveVerification("default", true, nil, 20*time.Millisecond)
+	m.ObserveVerification("default", false, nil, time.Millisecond)
+	m.ObserveVerification("default", false, errors.New("registry down"), time.Second)
 	for result, want := range map[string]uint64{"allow": 1, "deny": 1, "error": 1} {
 		s := metric(t, m, "nri_image_verifier_verification_duration_seconds", map[string]string{"validator": "default", "result": result})
 		if s.GetHistogram().GetSampleCount() != want {
@@ -104,8 +103,8 @@ func TestVerificationReloadAndWatchedMetrics(t *testing.T) {
 		t.Errorf("policy_reloads_total{failure} = %v", got)
 	}
 
-	stats := verify.CacheStats{Hits: 7, Misses: 3, Verifications: 2, Pending: 1}
-	m.WatchCache(func() verify.CacheStats { return stats }, func() int { return 5 })
+	stats := CacheStats{Hits: 7, Misses: 3, Verifications: 2, Pending: 1}
+	m.WatchCache(func() CacheStats { return stats }, func() int { return 5 })
 	connected := false
 	m.WatchNRI(func() bool { return connected })
 	for name, want := range map[string]float64{
@@ -170,7 +169,7 @@ func TestNilMetricsAreInert(t *testing.T) {
 	var m *Metrics
 	m.Report(gate.Input{}, gate.Decision{})
 	m.PolicyReload(nil)
-	m.ObserveVerification("v", verify.Verdict{}, nil, 0)
+	m.ObserveVerification("v", false, nil, 0)
 	m.WatchCache(nil, nil)
 	m.WatchNRI(nil)
 	m.EventDropped("x")
