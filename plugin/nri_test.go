@@ -11,7 +11,6 @@ import (
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
-	"github.com/nri-image-verifier/nri-image-verifier/plugin/resolve"
 )
 
 // These tests drive the plugin through the real NRI runtime side
@@ -361,8 +360,8 @@ func TestValidateReusesDecision(t *testing.T) {
 
 type fakeResolver struct{ name, digest, config string }
 
-func (f fakeResolver) Resolve(context.Context, string) (resolve.Image, error) {
-	return resolve.Image{Name: f.name, Digest: f.digest, ConfigDigest: f.config}, nil
+func (f fakeResolver) Resolve(context.Context, string) (Image, error) {
+	return Image{Name: f.name, Digest: f.digest, ConfigDigest: f.config}, nil
 }
 
 func TestResolverFillsMissingDigest(t *testing.T) {

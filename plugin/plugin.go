@@ -17,7 +17,6 @@ import (
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
-	"github.com/nri-image-verifier/nri-image-verifier/plugin/resolve"
 )
 
 // Defaults for Config fields left zero.
@@ -54,11 +53,20 @@ type Reporter interface {
 
 // Resolver finds an image's name and digests when the runtime did not send
 // them (containerd before 2.4 does not fill Container.Image): ref is the CRI
-// image-name annotation, a name or a bare image ID. resolve.Resolver asks
-// containerd's image store; without a Resolver such containers are decided
-// with an empty Digest, which the gate denies.
+// image-name annotation, a name or a bare image ID. The daemon adapts
+// containerd/resolve, which asks containerd's image store; without a
+// Resolver such containers are decided with an empty Digest, which the gate
+// denies.
 type Resolver interface {
-	Resolve(ctx context.Context, ref string) (resolve.Image, error)
+	Resolve(ctx context.Context, ref string) (Image, error)
+}
+
+// Image is what a Resolver found: a name the policy can match (it replaces
+// a bare image ID) and the digests the runtime's image record holds.
+type Image struct {
+	Name         string
+	Digest       string
+	ConfigDigest string
 }
 
 // Config configures a Plugin. Zero fields take the defaults above.

@@ -1,7 +1,10 @@
-// Package report records decisions: a JSON audit line per decision, a
-// Kubernetes Event on the Pod per refusal, and Prometheus metrics. Every
-// Reporter is called on the NRI request path and must not block. It knows
-// nothing of signatures.
+// Package report records decisions: a JSON audit line per decision and
+// Prometheus metrics (decisions, verifications, registry requests, the
+// verdict cache, policy reloads, Events). Every Reporter is called on the
+// NRI request path and must not block. It knows nothing of signatures (it
+// counts what gate and the daemon tell it) nor of the Kubernetes API: the
+// Events on the Pod are report/events. The HTTP health endpoints are the
+// daemon's (cmd/nri-image-verifier).
 package report
 
 import (

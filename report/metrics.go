@@ -7,7 +7,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
-	"github.com/nri-image-verifier/nri-image-verifier/verify"
 )
 
 const namespace = "nri_image_verifier"
@@ -106,8 +105,9 @@ func (m *Metrics) Report(_ gate.Input, d gate.Decision) {
 	m.decisionSeconds.WithLabelValues(cache).Observe(d.Latency.Seconds())
 }
 
-// ObserveVerification records one validator run.
-func (m *Metrics) ObserveVerification(validator string, v verify.Verdict, err error, took time.Duration) {
+// ObserveVerification records one validator run: allowed is its verdict,
+// err a failure to reach one.
+func (m *Metrics) ObserveVerification(validator string, allowed bool, err error, took time.Duration) {
 	if m == nil {
 		return
 	}
@@ -115,7 +115,7 @@ func (m *Metrics) ObserveVerification(validator string, v verify.Verdict, err er
 	switch {
 	case err != nil:
 		result = "error"
-	case v.Allowed:
+	case allowed:
 		result = "allow"
 	}
 	m.verifySeconds.WithLabelValues(validator, result).Observe(took.Seconds())
@@ -133,24 +133,30 @@ func (m *Metrics) PolicyReload(err error) {
 	m.policyReloads.WithLabelValues("success").Inc()
 }
 
+// CacheStats are the verdict cache's counters (verify.CacheStats, which the
+// daemon converts: report knows no verify types).
+type CacheStats struct {
+	Hits, Misses, Verifications, Pending uint64
+}
+
 // WatchCache exports the verdict cache's counters, read at scrape time.
-func (m *Metrics) WatchCache(stats func() verify.CacheStats, entries func() int) {
+func (m *Metrics) WatchCache(stats func() CacheStats, entries func() int) {
 	if m == nil {
 		return
 	}
-	counter := func(name, help string, get func(verify.CacheStats) uint64) prometheus.Collector {
+	counter := func(name, help string, get func(CacheStats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help},
 			func() float64 { return float64(get(stats())) })
 	}
 	m.reg.MustRegister(
 		counter("cache_hits_total", "Verdict cache lookups answered from the cache.",
-			func(s verify.CacheStats) uint64 { return s.Hits }),
+			func(s CacheStats) uint64 { return s.Hits }),
 		counter("cache_misses_total", "Verdict cache lookups that had to join or start a verification.",
-			func(s verify.CacheStats) uint64 { return s.Misses }),
+			func(s CacheStats) uint64 { return s.Misses }),
 		counter("verifications_total", "Verifications started (one per cache key at a time).",
-			func(s verify.CacheStats) uint64 { return s.Verifications }),
+			func(s CacheStats) uint64 { return s.Verifications }),
 		counter("pending_total", "Lookups that gave up at the deadline while verification went on.",
-			func(s verify.CacheStats) uint64 { return s.Pending }),
+			func(s CacheStats) uint64 { return s.Pending }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "cache_entries",
 			Help: "Verdicts held in the cache."}, func() float64 { return float64(entries()) }),
 	)
@@ -172,14 +178,16 @@ func (m *Metrics) WatchNRI(connected func() bool) {
 	}))
 }
 
-func (m *Metrics) eventDropped(reason string) {
+// EventDropped counts a Kubernetes Event not recorded (events.Metrics).
+func (m *Metrics) EventDropped(reason string) {
 	if m == nil {
 		return
 	}
 	m.eventsDropped.WithLabelValues(reason).Inc()
 }
 
-func (m *Metrics) eventWrite(err error) {
+// EventWrite counts one Event write to the API server (events.Metrics).
+func (m *Metrics) EventWrite(err error) {
 	if m == nil {
 		return
 	}

@@ -2,7 +2,6 @@ package report
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
-	"github.com/nri-image-verifier/nri-image-verifier/verify"
 )
 
 // metric finds the sample of name with exactly labels, or nil.
@@ -88,9 +86,9 @@ func TestDecisionMetrics(t *testing.T) {
 
 func TestVerificationReloadAndWatchedMetrics(t *testing.T) {
 	m := NewMetrics()
-	m.ObserveVerification("default", verify.Verdict{Allowed: true}, nil, 20*time.Millisecond)
-	m.ObserveVerification("default", verify.Verdict{}, nil, time.Millisecond)
-	m.ObserveVerification("default", verify.Verdict{}, errors.New("registry down"), time.Second)
+	m.ObserveVerification("default", true, nil, 20*time.Millisecond)
+	m.ObserveVerification("default", false, nil, time.Millisecond)
+	m.ObserveVerification("default", false, errors.New("registry down"), time.Second)
 	for result, want := range map[string]uint64{"allow": 1, "deny": 1, "error": 1} {
 		s := metric(t, m, "nri_image_verifier_verification_duration_seconds", map[string]string{"validator": "default", "result": result})
 		if s.GetHistogram().GetSampleCount() != want {
@@ -105,8 +103,8 @@ func TestVerificationReloadAndWatchedMetrics(t *testing.T) {
 		t.Errorf("policy_reloads_total{failure} = %v", got)
 	}
 
-	stats := verify.CacheStats{Hits: 7, Misses: 3, Verifications: 2, Pending: 1}
-	m.WatchCache(func() verify.CacheStats { return stats }, func() int { return 5 })
+	stats := CacheStats{Hits: 7, Misses: 3, Verifications: 2, Pending: 1}
+	m.WatchCache(func() CacheStats { return stats }, func() int { return 5 })
 	connected := false
 	m.WatchNRI(func() bool { return connected })
 	for name, want := range map[string]float64{
@@ -167,57 +165,15 @@ func TestRegistryTransportMetrics(t *testing.T) {
 	}
 }
 
-func TestHandler(t *testing.T) {
-	m := NewMetrics()
-	m.Report(gate.Input{}, gate.Decision{Verdict: gate.VerdictDeny, Validator: "default", Mode: "enforce"})
-	var notReady error = errors.New("not registered with NRI")
-	srv := httptest.NewServer(Handler(m, func() error { return notReady }))
-	defer srv.Close()
-
-	get := func(path string) (int, string) {
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	if code, _ := get("/healthz"); code != 200 {
-		t.Errorf("/healthz %d", code)
-	}
-	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "not registered with NRI") {
-		t.Errorf("/readyz while unready: %d %q", code, body)
-	}
-	notReady = nil
-	if code, _ := get("/readyz"); code != 200 {
-		t.Errorf("/readyz when ready: %d", code)
-	}
-	code, body := get("/metrics")
-	if code != 200 {
-		t.Fatalf("/metrics %d", code)
-	}
-	for _, want := range []string{
-		`nri_image_verifier_decisions_total{mode="enforce",validator="default",verdict="deny"} 1`,
-		`nri_image_verifier_events_dropped_total{reason="queue_full"} 0`,
-		`nri_image_verifier_policy_reloads_total{result="failure"} 0`,
-		"go_goroutines", "process_cpu_seconds_total",
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("/metrics lacks %q", want)
-		}
-	}
-}
-
 func TestNilMetricsAreInert(t *testing.T) {
 	var m *Metrics
 	m.Report(gate.Input{}, gate.Decision{})
 	m.PolicyReload(nil)
-	m.ObserveVerification("v", verify.Verdict{}, nil, 0)
+	m.ObserveVerification("v", false, nil, 0)
 	m.WatchCache(nil, nil)
 	m.WatchNRI(nil)
-	m.eventDropped("x")
-	m.eventWrite(nil)
+	m.EventDropped("x")
+	m.EventWrite(nil)
 	if rt := m.Transport(http.DefaultTransport); rt != http.DefaultTransport {
 		t.Error("nil Metrics wrapped the transport")
 	}

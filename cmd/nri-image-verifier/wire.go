@@ -79,7 +79,7 @@ func (f *verifierFlags) build() (*gate.Gate, *registry.Client, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("policy %s: %w", f.policy, err)
 	}
-	f.metrics.WatchCache(cache.Stats, cache.Len)
+	f.metrics.WatchCache(cacheStats(cache), cache.Len)
 	return g, reg, nil
 }
 
@@ -111,8 +111,13 @@ func timed(build gate.BuildFunc, m *report.Metrics) gate.BuildFunc {
 		return verify.VerifierFunc(func(ctx context.Context, s verify.Subject, with policy.With) (verify.Verdict, error) {
 			start := time.Now()
 			verdict, err := inner.Verify(ctx, s, with)
-			m.ObserveVerification(name, verdict, err, time.Since(start))
+			m.ObserveVerification(name, verdict.Allowed, err, time.Since(start))
 			return verdict, err
 		}), nil
 	}
+}
+
+// cacheStats reads the verdict cache's counters for the metrics.
+func cacheStats(c *verify.Cache) func() report.CacheStats {
+	return func() report.CacheStats { return report.CacheStats(c.Stats()) }
 }

@@ -22,7 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/nri-image-verifier/nri-image-verifier/report"
+	"github.com/nri-image-verifier/nri-image-verifier/report/events"
 )
 
 var demo = flag.Bool("demo", false, "run TestDemo: the cluster up for a person until Ctrl-C (make cluster-demo)")
@@ -89,13 +89,13 @@ func TestCluster(t *testing.T) {
 		t.Errorf("the reason is more than one line: %q", msg)
 	}
 	var ours, kubelets []corev1.Event
-	c.eventually(t, "an "+report.ReasonFailed+" Event from "+report.Controller+" and a Failed one from kubelet on "+refused.Name,
+	c.eventually(t, "an "+events.ReasonFailed+" Event from "+events.Controller+" and a Failed one from kubelet on "+refused.Name,
 		func() (bool, string) {
 			ours, kubelets = nil, nil
 			evs := c.events(t, refused)
 			for _, e := range evs {
 				switch {
-				case e.Reason == report.ReasonFailed && e.ReportingController == report.Controller:
+				case e.Reason == events.ReasonFailed && e.ReportingController == events.Controller:
 					ours = append(ours, e)
 				case e.Reason == "Failed" && e.Source.Component == "kubelet":
 					kubelets = append(kubelets, e)
@@ -108,7 +108,7 @@ func TestCluster(t *testing.T) {
 			e.Type, e.ReportingController, e.ReportingInstance, e.Message, nodeName, c.unsigned.Digest)
 	}
 	describe := c.saveDescribe(t, refused, "refused-pod-describe.txt")
-	for _, want := range []string{"CreateContainerError", report.ReasonFailed, report.Controller, "kubelet", "no cosign signature found for "} {
+	for _, want := range []string{"CreateContainerError", events.ReasonFailed, events.Controller, "kubelet", "no cosign signature found for "} {
 		if !strings.Contains(describe, want) {
 			t.Errorf("`kubectl describe pod` does not show %q:\n%s", want, describe)
 		}

@@ -106,7 +106,7 @@ func TestContainerd(t *testing.T) {
 // TestContainerdFallback runs the core cases against containerd v2.2,
 // whose NRI sends no Container.Image: the plugin finds the image's name
 // and digests through containerd's own API (--containerd-socket,
-// plugin/resolve), starting from the CRI image-name annotation. It also
+// containerd/resolve), starting from the CRI image-name annotation. It also
 // checks that this release's NRI (v0.11: validators and the default
 // validator, no failure policy) keeps the gate closed when the plugin dies
 // or hangs.
@@ -177,7 +177,7 @@ func (w *world) coreCases(t *testing.T) {
 // annotation. There, the annotation is containerd's first name for the
 // image (a tag before a digest before the ID), or the CRI
 // user_specified_image when the client sets one; only then, or when the
-// image has no other name, is it the bare ID that plugin/resolve must map
+// image has no other name, is it the bare ID that containerd/resolve must map
 // to a repository through containerd's image store.
 func (w *world) byIDCases(t *testing.T) {
 	t.Run("signed by ID, also as the user-specified image: allowed and runs", func(t *testing.T) {
@@ -208,7 +208,7 @@ func (w *world) byIDCases(t *testing.T) {
 		pod := w.runPod(t, "nameless")
 		msg := w.expectRefusedByContainerd(t, pod, "app", img.ConfigDigest)
 		// containerd >= 2.4 names the image by the only record it has, the
-		// ID, and sends its digest; on v2.2 plugin/resolve finds no
+		// ID, and sends its digest; on v2.2 containerd/resolve finds no
 		// repository name for the ID, and the digest stays unknown.
 		digest, shown := img.Digest, img.Digest
 		if !w.rel.digestFromNRI {
@@ -483,7 +483,7 @@ func (w *world) retryUntilRuns(t *testing.T, pod Pod, img Image, podName string)
 // Observed on containerd v2.2.9: the plugin resolves the annotation (the
 // signed tag) in containerd's image store, checks the signed digest and
 // allows; containerd makes the container of the unsigned image, which runs.
-// FAIL OPEN, which plugin/resolve cannot close from the annotation: nothing
+// FAIL OPEN, which containerd/resolve cannot close from the annotation: nothing
 // else in v2.2's NRI request names an image. (What would bind it: the
 // container's rootfs snapshot, keyed by the container ID, exists when NRI
 // is called; its parent is the chain ID of the layers containerd used.)

@@ -32,7 +32,7 @@ type release struct {
 	// digestFromNRI: containerd >= 2.4 sends Container.Image (name, digest,
 	// config digest) through NRI. Older ones do not, and the plugin reads
 	// containerd's image store over --containerd-socket instead
-	// (plugin/resolve), from the CRI image-name annotation.
+	// (containerd/resolve), from the CRI image-name annotation.
 	digestFromNRI bool
 }
 

@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetest"
-	"github.com/nri-image-verifier/nri-image-verifier/report"
+	"github.com/nri-image-verifier/nri-image-verifier/report/events"
 )
 
 // kubeCluster is a kube-apiserver and etcd with the chart applied
@@ -164,10 +164,10 @@ func (w *world) eventCases(t *testing.T, k *kubeCluster) {
 			"regarding.uid":        {string(e.Regarding.UID), uid},
 			"regarding.fieldPath":  {e.Regarding.FieldPath, "spec.containers{" + unsignedCtr + "}"},
 			"type":                 {e.Type, corev1.EventTypeWarning},
-			"reason":               {e.Reason, report.ReasonFailed},
-			"action":               {e.Action, report.ActionDeny},
+			"reason":               {e.Reason, events.ReasonFailed},
+			"action":               {e.Action, events.ActionDeny},
 			"note":                 {e.Note, note},
-			"reportingController":  {e.ReportingController, report.Controller},
+			"reportingController":  {e.ReportingController, events.Controller},
 			"reportingInstance":    {e.ReportingInstance, "e2e-node"},
 		} {
 			if gw[0] != gw[1] {

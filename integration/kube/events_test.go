@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
-	"github.com/nri-image-verifier/nri-image-verifier/report"
+	"github.com/nri-image-verifier/nri-image-verifier/report/events"
 )
 
 const waitFor = 30 * time.Second
@@ -53,13 +53,13 @@ func pluginConfig(t *testing.T) *rest.Config {
 
 // startRecorder runs the daemon's Event recorder as the plugin's
 // ServiceAccount.
-func startRecorder(t *testing.T, node string) *report.Events {
+func startRecorder(t *testing.T, node string) *events.Recorder {
 	t.Helper()
-	sink, err := report.NewEventSink(pluginConfig(t))
+	sink, err := events.NewSink(pluginConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := report.NewEvents(report.EventsConfig{Sink: sink, Node: node,
+	ev, err := events.New(events.Config{Sink: sink, Node: node,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +130,7 @@ func TestDenialIsAnEventOnThePod(t *testing.T) {
 		"type":                     {e.Type, corev1.EventTypeWarning},
 		"reason":                   {e.Reason, "ImageVerificationFailed"},
 		"message":                  {e.Message, d.Message(in)},
-		"action":                   {e.Action, report.ActionDeny},
+		"action":                   {e.Action, events.ActionDeny},
 		"reportingComponent":       {e.ReportingController, "nri-image-verifier"},
 		"reportingInstance":        {e.ReportingInstance, "worker-1"},
 		"involvedObject.kind":      {e.InvolvedObject.Kind, "Pod"},
@@ -201,7 +201,7 @@ func TestEventsPerContainerAndAudit(t *testing.T) {
 	for _, e := range evs {
 		byPath[e.InvolvedObject.FieldPath] = e
 	}
-	if e := byPath["spec.containers{main}"]; e.Reason != report.ReasonFailed || e.Message != denial(in).Message(in) {
+	if e := byPath["spec.containers{main}"]; e.Reason != events.ReasonFailed || e.Message != denial(in).Message(in) {
 		t.Errorf("main container's event: %s %q", e.Reason, e.Message)
 	}
 	a := byPath["spec.containers{sidecar}"]

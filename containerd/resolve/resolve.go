@@ -1,7 +1,10 @@
 // Package resolve finds a container's image digest through containerd's own
 // API when the runtime does not send it through NRI (containerd before 2.4
 // fills no Container.Image). It reads containerd's image store, the same
-// records the runtime made the container's rootfs from, never a registry.
+// records the runtime made the container's rootfs from, never a registry;
+// the same reads serve prewarm and, through Content, the chain check. It
+// talks to containerd's gRPC API only: it knows nothing of NRI (see plugin)
+// or of policies (names are parsed by imageref).
 package resolve
 
 import (
@@ -36,34 +39,57 @@ type Image struct {
 
 // Resolver reads containerd's image store over its gRPC socket.
 type Resolver struct {
-	conn      *grpc.ClientConn
+	owned     *grpc.ClientConn // closed by Close; nil when the caller owns the connection
 	images    imagesapi.ImagesClient
 	content   contentapi.ContentClient
 	namespace string
 	platform  platformMatcher
 }
 
-// New connects (lazily) to containerd's socket. namespace "" means
-// Namespace.
-func New(socket, namespace string) (*Resolver, error) {
-	if namespace == "" {
-		namespace = Namespace
-	}
+// Dial makes a client of containerd's gRPC socket. It connects lazily, on
+// the first request, and again after containerd restarts, so one connection
+// can serve a Resolver and prewarm's event stream for the daemon's life.
+func Dial(socket string) (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, fmt.Errorf("containerd socket %s: %w", socket, err)
 	}
+	return conn, nil
+}
+
+// New connects (lazily) to containerd's socket; Close closes that
+// connection. namespace "" means Namespace.
+func New(socket, namespace string) (*Resolver, error) {
+	conn, err := Dial(socket)
+	if err != nil {
+		return nil, err
+	}
+	r := NewConn(conn, namespace)
+	r.owned = conn
+	return r, nil
+}
+
+// NewConn reads containerd's image store over conn (see Dial), which the
+// caller closes; Close then does nothing. namespace "" means Namespace.
+func NewConn(conn grpc.ClientConnInterface, namespace string) *Resolver {
+	if namespace == "" {
+		namespace = Namespace
+	}
 	return &Resolver{
-		conn:      conn,
 		images:    imagesapi.NewImagesClient(conn),
 		content:   contentapi.NewContentClient(conn),
 		namespace: namespace,
 		platform:  defaultPlatform(),
-	}, nil
+	}
 }
 
-// Close closes the connection.
-func (r *Resolver) Close() error { return r.conn.Close() }
+// Close closes the connection New made.
+func (r *Resolver) Close() error {
+	if r.owned == nil {
+		return nil
+	}
+	return r.owned.Close()
+}
 
 // Resolve finds the image containerd knows by ref: a name (tag or digest
 // reference, as the CRI image-name annotation carries it) or a bare image ID

@@ -1,4 +1,10 @@
-package report
+// Package events records refusals as Kubernetes Events on the Pod, through
+// client-go's events machinery. It is the only reporter that talks to the
+// Kubernetes API, and so the only one that links client-go: the audit log
+// and the metrics (package report) do not need it. Like every reporter it
+// is called on the NRI request path and never blocks. It knows nothing of
+// NRI or signatures: it turns a gate.Decision into an Event.
+package events
 
 import (
 	"context"
@@ -12,7 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/events"
+	clientevents "k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
@@ -41,21 +47,29 @@ const (
 	instanceLimit = 128
 )
 
-// Defaults for EventsConfig fields left zero.
+// Defaults for Config fields left zero.
 const (
-	DefaultEventQueue = 256
-	// DefaultEventRate and DefaultEventBurst bound the Events handed to
-	// client-go per second. client-go starts a goroutine per Event that
-	// retries for minutes while the API server is unreachable; the rate
-	// bounds how many such goroutines a storm of refusals can leave.
-	DefaultEventRate  = 10
-	DefaultEventBurst = 50
+	DefaultQueue = 256
+	// DefaultRate and DefaultBurst bound the Events handed to client-go per
+	// second. client-go starts a goroutine per Event that retries for
+	// minutes while the API server is unreachable; the rate bounds how many
+	// such goroutines a storm of refusals can leave.
+	DefaultRate  = 10
+	DefaultBurst = 50
 )
 
-// EventsConfig configures Events.
-type EventsConfig struct {
-	// Sink writes Events to the API server (see NewEventSink).
-	Sink events.EventSink
+// Metrics counts what becomes of Events; *report.Metrics is one.
+type Metrics interface {
+	// EventDropped counts an Event not recorded, by reason.
+	EventDropped(reason string)
+	// EventWrite counts one write to the API server; err is its failure.
+	EventWrite(err error)
+}
+
+// Config configures a Recorder.
+type Config struct {
+	// Sink writes Events to the API server (see NewSink).
+	Sink clientevents.EventSink
 	// Node names this node; it is every Event's reportingInstance.
 	Node string
 	// Queue is how many Events may wait for the writer; more are dropped.
@@ -65,22 +79,22 @@ type EventsConfig struct {
 	Rate  float64
 	Burst int
 	// Metrics, if set, counts dropped Events and API writes.
-	Metrics *Metrics
+	Metrics Metrics
 	// Logger receives the first failure to write Events, and the recovery.
 	Logger *slog.Logger
 }
 
-// Events turns refusals into Kubernetes Events on the Pod, through
+// Recorder turns refusals into Kubernetes Events on the Pod, through
 // client-go's events machinery (k8s.io/client-go/tools/events), which
 // aggregates repeats of the same container into one Event series. Report
 // only queues: a full queue drops the Event and counts it, so the NRI hook
 // never waits on the API server.
-type Events struct {
-	cfg      EventsConfig
+type Recorder struct {
+	cfg      Config
 	queue    chan pending
 	limit    *rate.Limiter
-	bcast    events.EventBroadcaster
-	recorder events.EventRecorder
+	bcast    clientevents.EventBroadcaster
+	recorder clientevents.EventRecorder
 
 	startOnce sync.Once
 	stopOnce  sync.Once
@@ -95,8 +109,8 @@ type pending struct {
 	note                      string
 }
 
-// NewEvents checks cfg and returns Events that record nothing until Start.
-func NewEvents(cfg EventsConfig) (*Events, error) {
+// New checks cfg and returns a Recorder that records nothing until Start.
+func New(cfg Config) (*Recorder, error) {
 	if cfg.Sink == nil {
 		return nil, errors.New("events: nil Sink")
 	}
@@ -104,16 +118,19 @@ func NewEvents(cfg EventsConfig) (*Events, error) {
 		return nil, errors.New("events: empty node name (the Events' reportingInstance)")
 	}
 	if cfg.Queue <= 0 {
-		cfg.Queue = DefaultEventQueue
+		cfg.Queue = DefaultQueue
 	}
 	if cfg.Rate <= 0 {
-		cfg.Rate = DefaultEventRate
+		cfg.Rate = DefaultRate
 	}
 	if cfg.Burst <= 0 {
-		cfg.Burst = DefaultEventBurst
+		cfg.Burst = DefaultBurst
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
 	}
 	sink := &instanceSink{
 		next:     cfg.Sink,
@@ -121,8 +138,8 @@ func NewEvents(cfg EventsConfig) (*Events, error) {
 		metrics:  cfg.Metrics,
 		log:      cfg.Logger.With("component", "events"),
 	}
-	bcast := events.NewBroadcaster(sink)
-	return &Events{
+	bcast := clientevents.NewBroadcaster(sink)
+	return &Recorder{
 		cfg:      cfg,
 		queue:    make(chan pending, cfg.Queue),
 		limit:    rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst),
@@ -133,7 +150,7 @@ func NewEvents(cfg EventsConfig) (*Events, error) {
 }
 
 // Start begins writing Events until ctx is done or Close is called.
-func (e *Events) Start(ctx context.Context) error {
+func (e *Recorder) Start(ctx context.Context) error {
 	var err error
 	e.startOnce.Do(func() {
 		ctx, e.cancel = context.WithCancel(ctx)
@@ -153,7 +170,7 @@ func (e *Events) Start(ctx context.Context) error {
 
 // Close stops writing Events. Events still queued or being retried are
 // lost: refusals are also in the audit log.
-func (e *Events) Close() {
+func (e *Recorder) Close() {
 	e.stopOnce.Do(func() {
 		e.startOnce.Do(func() { close(e.done) }) // never started
 		if e.cancel != nil {
@@ -167,7 +184,7 @@ func (e *Events) Close() {
 // Report queues an Event for a refusal or an audit-mode would-be refusal of
 // a container in a Kubernetes pod, and does nothing for an allow. It never
 // blocks.
-func (e *Events) Report(in gate.Input, d gate.Decision) {
+func (e *Recorder) Report(in gate.Input, d gate.Decision) {
 	var ev pending
 	switch {
 	case !d.Allowed && d.Pending:
@@ -184,7 +201,7 @@ func (e *Events) Report(in gate.Input, d gate.Decision) {
 	// Containers outside Kubernetes pods (ctr, nerdctl) have no Pod to
 	// attach an Event to; the audit log has them.
 	if in.Namespace == "" || in.Pod == "" || in.PodUID == "" {
-		e.cfg.Metrics.eventDropped("no_pod")
+		e.cfg.Metrics.EventDropped("no_pod")
 		return
 	}
 	ev.regarding = corev1.ObjectReference{
@@ -204,12 +221,12 @@ func (e *Events) Report(in gate.Input, d gate.Decision) {
 	select {
 	case e.queue <- ev:
 	default:
-		e.cfg.Metrics.eventDropped("queue_full")
+		e.cfg.Metrics.EventDropped("queue_full")
 	}
 }
 
 // write hands queued Events to client-go, within the rate limit.
-func (e *Events) write(ctx context.Context) {
+func (e *Recorder) write(ctx context.Context) {
 	defer close(e.done)
 	for {
 		select {
@@ -217,7 +234,7 @@ func (e *Events) write(ctx context.Context) {
 			return
 		case ev := <-e.queue:
 			if !e.limit.Allow() {
-				e.cfg.Metrics.eventDropped("rate_limited")
+				e.cfg.Metrics.EventDropped("rate_limited")
 				continue
 			}
 			e.recorder.Eventf(&ev.regarding, nil, ev.eventType, ev.reason, ev.action, "%s", ev.note)
@@ -237,3 +254,9 @@ func truncate(s string, n int) string {
 	}
 	return s[:cut] + mark
 }
+
+// noMetrics counts nothing, for a Config without Metrics.
+type noMetrics struct{}
+
+func (noMetrics) EventDropped(string) {}
+func (noMetrics) EventWrite(error)    {}

@@ -18,11 +18,14 @@ import (
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
 	"github.com/containerd/containerd/api/types"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/nri-image-verifier/nri-image-verifier/plugin/resolve"
+	"github.com/nri-image-verifier/nri-image-verifier/containerd/resolve"
 )
 
 // fakeContainerd serves the events and images services: Subscribe sends
@@ -169,6 +172,46 @@ func TestRun(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after cancel")
+	}
+}
+
+// Given a connection, Run dials nothing: the event stream and the default
+// Resolver both use it, and it is still open when Run returns.
+func TestRunOnSharedConn(t *testing.T) {
+	f := &fakeContainerd{events: make(chan *types.Envelope), filters: make(chan []string, 4)}
+	conn, err := resolve.Dial(serveFake(t, f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tried := make(chan error, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Conn: conn, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			OnWarm: func(_ string, _ int, err error) { tried <- err }}, &fakeWarmer{})
+	}()
+	select {
+	case <-f.filters:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no subscription over the shared connection")
+	}
+	f.events <- imageEvent("/images/create", "127.0.0.1:5000/app:v1")
+	select {
+	case err := <-tried:
+		// The fake serves no image Get: the default Resolver reached it.
+		if status.Code(err) != codes.Unimplemented {
+			t.Errorf("default Resolver: %v, want the fake's Unimplemented", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the image was not resolved")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if s := conn.GetState(); s == connectivity.Shutdown {
+		t.Error("Run closed the caller's connection")
 	}
 }
 

@@ -8,8 +8,10 @@
 //
 // It only ever adds verdicts to the cache; the hook decides as before, so a
 // lost event, a slow registry or a containerd that is not there costs
-// latency, never a wrong decision. It reads containerd's image store, as
-// plugin/resolve does, and knows nothing of NRI, policies or signatures.
+// latency, never a wrong decision. It reads containerd's image store
+// through containerd/resolve, and knows nothing of NRI, policies or
+// signatures: it hands names and digests to the Warmer and skips the names
+// that are image IDs (imageref.IsImageID).
 package prewarm
 
 import (
@@ -23,12 +25,11 @@ import (
 	eventsv1 "github.com/containerd/containerd/api/services/events/v1"
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/nri-image-verifier/nri-image-verifier/containerd/resolve"
 	"github.com/nri-image-verifier/nri-image-verifier/imageref"
-	"github.com/nri-image-verifier/nri-image-verifier/plugin/resolve"
 )
 
 // Warmer verifies an image ahead of its containers; gate.Gate is one.
@@ -53,12 +54,17 @@ const (
 
 // Config configures Run.
 type Config struct {
-	// Socket is containerd's gRPC socket.
+	// Socket is containerd's gRPC socket. Run dials it unless Conn is set;
+	// it also names containerd in log lines.
 	Socket string
+	// Conn, if set, is the connection to containerd (see resolve.Dial),
+	// shared with the Resolver; the caller closes it.
+	Conn grpc.ClientConnInterface
 	// Namespace is the containerd namespace of kubelet's images (default
 	// resolve.Namespace, "k8s.io").
 	Namespace string
-	// Resolver reads image records; default resolve.New(Socket, Namespace).
+	// Resolver reads image records; default a resolve.Resolver on the
+	// same connection.
 	Resolver Resolver
 	// Workers bounds the verifications run at once (default 4), so that a
 	// node pulling many images does not hammer their registries.
@@ -81,7 +87,7 @@ func Run(ctx context.Context, cfg Config, w Warmer) error {
 	if w == nil {
 		return errors.New("prewarm: nil Warmer")
 	}
-	if cfg.Socket == "" {
+	if cfg.Socket == "" && cfg.Conn == nil {
 		return errors.New("prewarm: no containerd socket")
 	}
 	if cfg.Namespace == "" {
@@ -97,18 +103,17 @@ func Run(ctx context.Context, cfg Config, w Warmer) error {
 		cfg.Logger = slog.Default()
 	}
 	log := cfg.Logger.With("component", "prewarm")
-	conn, err := grpc.NewClient("unix://"+cfg.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return fmt.Errorf("prewarm: containerd socket %s: %w", cfg.Socket, err)
-	}
-	defer conn.Close()
-	if cfg.Resolver == nil {
-		r, err := resolve.New(cfg.Socket, cfg.Namespace)
+	conn := cfg.Conn
+	if conn == nil {
+		c, err := resolve.Dial(cfg.Socket)
 		if err != nil {
 			return fmt.Errorf("prewarm: %w", err)
 		}
-		defer r.Close()
-		cfg.Resolver = r
+		defer c.Close()
+		conn = c
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = resolve.NewConn(conn, cfg.Namespace)
 	}
 
 	p := &prewarmer{cfg: cfg, w: w, log: log, queue: make(chan string, queueLen)}

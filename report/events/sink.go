@@ -1,4 +1,4 @@
-package report
+package events
 
 import (
 	"context"
@@ -10,15 +10,16 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/events"
+	clientevents "k8s.io/client-go/tools/events"
 
 	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
 )
 
-// NewEventSink returns the sink that writes Events through the API server
-// described by cfg. Requests are bounded in time, so a hung API server ties
-// up client-go's retrying goroutines for seconds, not for ever.
-func NewEventSink(cfg *rest.Config) (events.EventSink, error) {
+// NewSink returns the sink that writes Events through the API server
+// described by cfg (see RESTConfig). Requests are bounded in time, so a hung
+// API server ties up client-go's retrying goroutines for seconds, not for
+// ever.
+func NewSink(cfg *rest.Config) (clientevents.EventSink, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = Controller
 	if cfg.Timeout == 0 {
@@ -28,7 +29,7 @@ func NewEventSink(cfg *rest.Config) (events.EventSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("events client: %w", err)
 	}
-	return &events.EventSinkImpl{Interface: c}, nil
+	return &clientevents.EventSinkImpl{Interface: c}, nil
 }
 
 // instanceSink sits between client-go's broadcaster and the API. It sets
@@ -37,9 +38,9 @@ func NewEventSink(cfg *rest.Config) (events.EventSink, error) {
 // counts writes, and logs the first failure and the recovery instead of
 // every retry.
 type instanceSink struct {
-	next     events.EventSink
+	next     clientevents.EventSink
 	instance string
-	metrics  *Metrics
+	metrics  Metrics
 	log      *slog.Logger
 
 	mu      sync.Mutex
@@ -74,7 +75,7 @@ func (s *instanceSink) done(err error) {
 	if apierrors.IsNotFound(err) || apierrors.IsAlreadyExists(err) {
 		err = nil
 	}
-	s.metrics.eventWrite(err)
+	s.metrics.EventWrite(err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {

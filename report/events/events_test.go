@@ -1,4 +1,4 @@
-package report
+package events
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
+	"github.com/nri-image-verifier/nri-image-verifier/report"
 )
 
 const digest = "sha256:0f4a6b7c8d9e0f19a3e5cbcd2c6ac1a7b1cf4b8e3e1b5c0c4f5d7e5f9d2b9c1e"
@@ -124,7 +125,9 @@ func (s *fakeSink) waitFor(t *testing.T, what string, cond func([]*eventsv1.Even
 	}
 }
 
-func startEvents(t *testing.T, sink *fakeSink, m *Metrics, cfg EventsConfig) *Events {
+var _ Metrics = (*report.Metrics)(nil)
+
+func startEvents(t *testing.T, sink *fakeSink, m *report.Metrics, cfg Config) *Recorder {
 	t.Helper()
 	cfg.Sink, cfg.Metrics = sink, m
 	if cfg.Node == "" {
@@ -133,7 +136,7 @@ func startEvents(t *testing.T, sink *fakeSink, m *Metrics, cfg EventsConfig) *Ev
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	e, err := NewEvents(cfg)
+	e, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +157,7 @@ var denied = gate.Decision{Verdict: gate.VerdictDeny, Image: "127.0.0.1:5000/app
 
 func TestEventOnDenial(t *testing.T) {
 	sink := newFakeSink()
-	e := startEvents(t, sink, NewMetrics(), EventsConfig{Node: "worker-7"})
+	e := startEvents(t, sink, report.NewMetrics(), Config{Node: "worker-7"})
 	in := podInput("app")
 	e.Report(in, denied)
 
@@ -186,7 +189,7 @@ func TestEventOnDenial(t *testing.T) {
 
 func TestRepeatedDenialsBecomeOneSeries(t *testing.T) {
 	sink := newFakeSink()
-	e := startEvents(t, sink, nil, EventsConfig{})
+	e := startEvents(t, sink, nil, Config{})
 	in := podInput("app")
 	for range 5 {
 		e.Report(in, denied)
@@ -236,7 +239,7 @@ func TestRepeatedDenialsBecomeOneSeries(t *testing.T) {
 
 func TestPendingAndFinalDenialAreSeparateSeries(t *testing.T) {
 	sink := newFakeSink()
-	e := startEvents(t, sink, nil, EventsConfig{})
+	e := startEvents(t, sink, nil, Config{})
 	in := podInput("app")
 	pendingD := gate.Decision{Verdict: gate.VerdictDeny, Pending: true, Reason: "verification still running"}
 	e.Report(in, pendingD)
@@ -256,8 +259,8 @@ func TestPendingAndFinalDenialAreSeparateSeries(t *testing.T) {
 
 func TestAuditEventAndNoEventForAllow(t *testing.T) {
 	sink := newFakeSink()
-	m := NewMetrics()
-	e := startEvents(t, sink, m, EventsConfig{})
+	m := report.NewMetrics()
+	e := startEvents(t, sink, m, Config{})
 	e.Report(podInput("ok"), gate.Decision{Allowed: true, Verdict: gate.VerdictAllow})
 	audit := gate.Decision{Allowed: true, Verdict: gate.VerdictAuditDeny, Rule: "*", Validator: "default",
 		Mode: "audit", Reason: "no cosign signature"}
@@ -286,7 +289,7 @@ func TestAuditEventAndNoEventForAllow(t *testing.T) {
 
 func TestLongNoteIsCutToTheAPILimit(t *testing.T) {
 	sink := newFakeSink()
-	e := startEvents(t, sink, nil, EventsConfig{Node: strings.Repeat("n", 200)})
+	e := startEvents(t, sink, nil, Config{Node: strings.Repeat("n", 200)})
 	d := denied
 	d.Reason = strings.Repeat("é", 2000) // 2 bytes each: the cut must not split one
 	e.Report(podInput("app"), d)
@@ -312,8 +315,8 @@ func TestReportNeverBlocks(t *testing.T) {
 	sink := newFakeSink()
 	sink.hang = make(chan struct{})
 	defer close(sink.hang)
-	m := NewMetrics()
-	e := startEvents(t, sink, m, EventsConfig{Queue: 8, Rate: 5, Burst: 5})
+	m := report.NewMetrics()
+	e := startEvents(t, sink, m, Config{Queue: 8, Rate: 5, Burst: 5})
 	before := runtime.NumGoroutine()
 
 	const n = 20000
@@ -349,8 +352,8 @@ func TestFirstFailureLoggedOnce(t *testing.T) {
 	sink := newFakeSink()
 	sink.fail = errors.New("connection refused")
 	var buf syncBuffer
-	m := NewMetrics()
-	e := startEvents(t, sink, m, EventsConfig{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+	m := report.NewMetrics()
+	e := startEvents(t, sink, m, Config{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
 	for _, c := range []string{"a", "b", "c"} {
 		e.Report(podInput(c), denied)
 	}
@@ -382,15 +385,15 @@ func TestFirstFailureLoggedOnce(t *testing.T) {
 	}
 }
 
-func TestNewEventsChecksConfig(t *testing.T) {
-	if _, err := NewEvents(EventsConfig{Node: "n"}); err == nil {
+func TestNewChecksConfig(t *testing.T) {
+	if _, err := New(Config{Node: "n"}); err == nil {
 		t.Error("nil sink accepted")
 	}
-	if _, err := NewEvents(EventsConfig{Sink: newFakeSink()}); err == nil {
+	if _, err := New(Config{Sink: newFakeSink()}); err == nil {
 		t.Error("empty node name accepted")
 	}
 	// Close without Start must not hang.
-	e, err := NewEvents(EventsConfig{Sink: newFakeSink(), Node: "n"})
+	e, err := New(Config{Sink: newFakeSink(), Node: "n"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,4 +416,35 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// counterValue reads a counter (or gauge) of m with exactly labels; 0 when
+// it has no such sample.
+func counterValue(t *testing.T, m *report.Metrics, name string, labels map[string]string) float64 {
+	t.Helper()
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, s := range f.GetMetric() {
+			if len(s.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, l := range s.GetLabel() {
+				if labels[l.GetName()] != l.GetValue() {
+					continue next
+				}
+			}
+			if s.GetCounter() != nil {
+				return s.GetCounter().GetValue()
+			}
+			return s.GetGauge().GetValue()
+		}
+	}
+	return 0
 }
