@@ -127,7 +127,7 @@ func (s *fakeSink) waitFor(t *testing.T, what string, cond func([]*eventsv1.Even
 
 var _ Metrics = (*report.Metrics)(nil)
 
-func startEvents(t *testing.T, sink *fakeSink, m *report.Metrics, cfg Config) *Recorder {
+func startEvents(t testing.TB, sink *fakeSink, m *report.Metrics, cfg Config) *Recorder {
 	t.Helper()
 	cfg.Sink, cfg.Metrics = sink, m
 	if cfg.Node == "" {
@@ -322,20 +322,27 @@ func TestReportNeverBlocks(t *testing.T) {
 	const n = 20000
 	start := time.Now()
 	var slowest time.Duration
-	for i := range n {
-		in := podInput("app")
-		in.Pod = "web-" + string(rune('a'+i%26))
-		t0 := time.Now()
-		e.Report(in, denied)
-		slowest = max(slowest, time.Since(t0))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			in := podInput("app")
+			in.Pod = "web-" + string(rune('a'+i%26))
+			t0 := time.Now()
+			e.Report(in, denied)
+			slowest = max(slowest, time.Since(t0))
+		}
+	}()
+	// The API never answers, so a Report that waited on it would never
+	// return: the bound only has to tell "returns" from "blocked forever",
+	// not measure speed (BenchmarkReportHungAPI does that),
+	// and it must hold under -race on a loaded two-core machine.
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatalf("%d Reports did not return within a minute while the API hangs: Report blocks", n)
 	}
-	took := time.Since(start)
-	// The NRI budget is 1.5 s for the whole decision; a Report is a
-	// channel send. The bound is loose for -race on a loaded machine.
-	if slowest > 50*time.Millisecond {
-		t.Errorf("slowest Report took %v", slowest)
-	}
-	t.Logf("%d Reports in %v (slowest %v)", n, took, slowest)
+	t.Logf("%d Reports in %v (slowest %v)", n, time.Since(start), slowest)
 
 	dropped := counterValue(t, m, "nri_image_verifier_events_dropped_total", map[string]string{"reason": "queue_full"}) +
 		counterValue(t, m, "nri_image_verifier_events_dropped_total", map[string]string{"reason": "rate_limited"})
@@ -447,4 +454,17 @@ func counterValue(t *testing.T, m *report.Metrics, name string, labels map[strin
 		}
 	}
 	return 0
+}
+
+// BenchmarkReportHungAPI: the cost of one Report on the NRI path while the
+// API server never answers (every Event is queued or dropped).
+func BenchmarkReportHungAPI(b *testing.B) {
+	sink := newFakeSink()
+	sink.hang = make(chan struct{})
+	defer close(sink.hang)
+	e := startEvents(b, sink, report.NewMetrics(), Config{Queue: 8, Rate: 5, Burst: 5})
+	in := podInput("app")
+	for b.Loop() {
+		e.Report(in, denied)
+	}
 }
