@@ -27,6 +27,7 @@ type Gate struct {
 
 type state struct {
 	pol       *policy.Policy
+	matcher   *policy.Matcher
 	verifiers map[string]verify.Verifier
 	matches   matchCache
 	// namespaces are "" and every namespace a rule is limited to: between
@@ -69,7 +70,7 @@ func (g *Gate) SetPolicy(pol *policy.Policy) error {
 			}
 		}
 	}
-	old := g.cur.Swap(&state{pol: pol, verifiers: vs, namespaces: nss})
+	old := g.cur.Swap(&state{pol: pol, matcher: policy.NewMatcher(pol), verifiers: vs, namespaces: nss})
 	if old != nil && old.pol.Version != pol.Version {
 		// Verdicts are keyed by policy version; purging just frees memory.
 		g.cache.Purge()
@@ -110,7 +111,7 @@ func (g *Gate) Prewarm(ctx context.Context, image, digest, configDigest string) 
 		seen []int
 	)
 	for _, ns := range st.namespaces {
-		r := st.matches.lookup(st.pol, image, ns)
+		r := st.matches.lookup(st.matcher, image, ns)
 		if r.repoErr != nil {
 			return 0, fmt.Errorf("prewarm: image %q: %w", image, r.repoErr)
 		}
@@ -163,7 +164,7 @@ func (g *Gate) decideWith(ctx context.Context, in Input, cachedOnly bool) (_ Dec
 	if in.Image == "" {
 		return g.fail(d, "the runtime did not report the image name, so no policy rule can be chosen"), true
 	}
-	r := st.matches.lookup(st.pol, in.Image, in.Namespace)
+	r := st.matches.lookup(st.matcher, in.Image, in.Namespace)
 	if r.repoErr != nil {
 		return g.fail(d, fmt.Sprintf("cannot tell the image's repository from %q: %v", in.Image, r.repoErr)), true
 	}

@@ -331,9 +331,10 @@ func TestValidateInCode(t *testing.T) {
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	// The cached patterns follow a rule changed after Validate.
+	// The compiled patterns follow a rule changed after they were compiled.
+	m := NewMatcher(p)
 	p.Rules[0].Pattern = "reg.io/*"
-	if _, err := p.Match("redis", ""); !errors.Is(err, ErrNoRule) {
+	if _, err := m.Match("redis", ""); !errors.Is(err, ErrNoRule) {
 		t.Errorf("Match after changing the pattern: %v, want ErrNoRule", err)
 	}
 }

@@ -45,9 +45,6 @@ type Policy struct {
 	// Version identifies the policy content (hex SHA-256 of the file bytes).
 	// Verdict caches key on it so that a reload invalidates them.
 	Version string `json:"-"`
-
-	// patterns caches the compiled rule patterns (filled by Validate).
-	patterns []compiledPattern
 }
 
 // Validator is one named way of verifying an image.

@@ -59,9 +59,7 @@ func (p *Policy) Validate() error {
 		}
 		c.validator(path, v)
 	}
-	p.patterns = make([]compiledPattern, len(p.Rules))
 	for i := range p.Rules {
-		p.patterns[i] = compilePattern(p.Rules[i].Pattern)
 		c.rule(p, i)
 	}
 	return errors.Join(c.errs...)
@@ -165,7 +163,7 @@ func (c *checker) trustRoot(path string, r *TrustRoot, typ string) {
 
 func (c *checker) rule(p *Policy, idx int) {
 	path, r := fmt.Sprintf("policy[%d]", idx), &p.Rules[idx]
-	if err := p.pattern(idx).err; err != nil {
+	if err := checkPattern(r.Pattern); err != nil {
 		c.add(path+".pattern", "%q: %v", r.Pattern, err)
 	}
 	for i, ns := range r.Namespaces {
