@@ -114,7 +114,7 @@ func (c *checker) attestations(path string, w With, v *Validator) {
 		return
 	}
 	if v.Type != TypeCosign {
-		c.add(path, "only cosign validators take attestations (validator %q is %s)", v.Name, v.Type)
+		c.Add(path, "only cosign validators take attestations (validator %q is %s)", v.Name, v.Type)
 		return
 	}
 	for i := range w.Attestations {
@@ -123,7 +123,7 @@ func (c *checker) attestations(path string, w With, v *Validator) {
 		a.compiled = nil // never keep programs from an earlier Validate
 		compiled, field, err := compileAttestation(*a)
 		if err != nil {
-			c.add(fmt.Sprintf("%s[%d].%s", path, i, field), "%v", err)
+			c.Add(fmt.Sprintf("%s[%d].%s", path, i, field), "%v", err)
 			continue
 		}
 		a.compiled = compiled

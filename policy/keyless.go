@@ -41,13 +41,13 @@ func (c *checker) keyless(path string, k *Keyless) {
 func (c *checker) identityPart(path, field, exact, re, what string) *regexp.Regexp {
 	switch {
 	case exact == "" && re == "":
-		c.add(path+"."+field, "required: %s or %sRegex (%s)", field, field, what)
+		c.Add(path+"."+field, "required: %s or %sRegex (%s)", field, field, what)
 	case exact != "" && re != "":
-		c.add(path, "%s and %sRegex are exclusive; give one", field, field)
+		c.Add(path, "%s and %sRegex are exclusive; give one", field, field)
 	case re != "":
 		compiled, err := regexp.Compile(`^(?:` + re + `)$`)
 		if err != nil {
-			c.add(path+"."+field+"Regex", "not a valid regular expression: %v", err)
+			c.Add(path+"."+field+"Regex", "not a valid regular expression: %v", err)
 			return nil
 		}
 		return compiled
@@ -63,7 +63,7 @@ func (c *checker) sigstore(path string, v *Validator) {
 	v.Sigstore = nil // never keep material from an earlier Validate
 	if !v.hasKeyless() {
 		if v.TrustedRoot != "" {
-			c.add(path+".trustedRoot", "only keyless trust roots use a trusted root, and validator %q has none", v.Name)
+			c.Add(path+".trustedRoot", "only keyless trust roots use a trusted root, and validator %q has none", v.Name)
 		}
 		return
 	}
@@ -78,7 +78,7 @@ func (c *checker) sigstore(path string, v *Validator) {
 	if host.FulcioCert != "" {
 		cas, err := parseFulcioPEM(host.FulcioCert)
 		if err != nil {
-			c.add(path+".host.fulcioCert", "%v", err)
+			c.Add(path+".host.fulcioCert", "%v", err)
 			ok = false
 		}
 		m.cas = cas
@@ -86,7 +86,7 @@ func (c *checker) sigstore(path string, v *Validator) {
 	if host.RekorPubkey != "" {
 		l, err := parseRekorPEM(host.RekorPubkey, host.Rekor)
 		if err != nil {
-			c.add(path+".host.rekorPubkey", "%v", err)
+			c.Add(path+".host.rekorPubkey", "%v", err)
 			ok = false
 		}
 		m.rekor = l
@@ -94,17 +94,17 @@ func (c *checker) sigstore(path string, v *Validator) {
 	if host.CTLogPubkey != "" {
 		l, err := parseCTLogPEM(host.CTLogPubkey)
 		if err != nil {
-			c.add(path+".host.ctLogPubkey", "%v", err)
+			c.Add(path+".host.ctLogPubkey", "%v", err)
 			ok = false
 		}
 		m.ctlog = l
 	}
 	if v.TrustedRoot != "" {
 		if !filepath.IsAbs(v.TrustedRoot) {
-			c.add(path+".trustedRoot", "%q: must be an absolute path", v.TrustedRoot)
+			c.Add(path+".trustedRoot", "%q: must be an absolute path", v.TrustedRoot)
 			ok = false
 		} else if tr, err := readTrustedRoot(v.TrustedRoot); err != nil {
-			c.add(path+".trustedRoot", "%v", err)
+			c.Add(path+".trustedRoot", "%v", err)
 			ok = false
 		} else {
 			m.file = tr
@@ -115,13 +115,13 @@ func (c *checker) sigstore(path string, v *Validator) {
 	}
 	mat, err := m.material()
 	if err != nil {
-		c.add(path+".host", "%v", err)
+		c.Add(path+".host", "%v", err)
 		return
 	}
 	if !mat.HasFulcio {
 		for i := range v.TrustRoots {
 			if v.TrustRoots[i].Keyless != nil {
-				c.add(fmt.Sprintf("%s.trustRoots[%d].keyless", path, i),
+				c.Add(fmt.Sprintf("%s.trustRoots[%d].keyless", path, i),
 					"no Fulcio CA certificates to verify the signing certificate with: set %s.host.fulcioCert (PEM) or %s.trustedRoot", path, path)
 			}
 		}
@@ -145,9 +145,9 @@ func (c *checker) keylessWith(path string, w With, v *Validator, selected []stri
 	}
 	tlog, sct := w.KeylessChecks()
 	if tlog && !v.Sigstore.HasRekor {
-		c.add(path+".verifyInTransparencyLog", "on (the default) for keyless trust root %q, but validator %q has no Rekor public key: set its host.rekorPubkey or trustedRoot, or verifyInTransparencyLog: false", keyless, v.Name)
+		c.Add(path+".verifyInTransparencyLog", "on (the default) for keyless trust root %q, but validator %q has no Rekor public key: set its host.rekorPubkey or trustedRoot, or verifyInTransparencyLog: false", keyless, v.Name)
 	}
 	if sct && !v.Sigstore.HasCTLog {
-		c.add(path+".verifySCT", "on (the default) for keyless trust root %q, but validator %q has no CT log public key: set its host.ctLogPubkey or trustedRoot, or verifySCT: false", keyless, v.Name)
+		c.Add(path+".verifySCT", "on (the default) for keyless trust root %q, but validator %q has no CT log public key: set its host.ctLogPubkey or trustedRoot, or verifySCT: false", keyless, v.Name)
 	}
 }

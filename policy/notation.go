@@ -102,18 +102,18 @@ func parseCertificates(s string) ([]*x509.Certificate, error) {
 // are X.509 certificates (cert, and tsCert for timestamping), never keys.
 func (c *checker) notation(path string, v *Validator) {
 	if v.Approve != nil {
-		c.add(path+".approve", "only static validators take approve")
+		c.Add(path+".approve", "only static validators take approve")
 	}
 	if v.Host != nil {
-		c.add(path+".host", "a notation validator takes no host (signatures are read from the image's registry)")
+		c.Add(path+".host", "a notation validator takes no host (signatures are read from the image's registry)")
 	}
 	if v.Cert != "" {
 		if _, err := parseCertificates(v.Cert); err != nil {
-			c.add(path+".cert", "not PEM certificates: %v", err)
+			c.Add(path+".cert", "not PEM certificates: %v", err)
 		}
 	}
 	if len(v.TrustRoots) == 0 {
-		c.add(path+".trustRoots", "a notation validator needs at least one trust root")
+		c.Add(path+".trustRoots", "a notation validator needs at least one trust root")
 	}
 	firstByName := map[string]int{}
 	for i := range v.TrustRoots {
@@ -121,25 +121,25 @@ func (c *checker) notation(path string, v *Validator) {
 		r := &v.TrustRoots[i]
 		r.PublicKey = nil // notation roots are certificates; never keep a key
 		if r.Name == "" {
-			c.add(rpath+".name", "must not be empty")
+			c.Add(rpath+".name", "must not be empty")
 		} else if j, dup := firstByName[r.Name]; dup {
-			c.add(rpath+".name", "duplicate trust root name %q (also trustRoots[%d])", r.Name, j)
+			c.Add(rpath+".name", "duplicate trust root name %q (also trustRoots[%d])", r.Name, j)
 		} else {
 			firstByName[r.Name] = i
 		}
 		if r.Key != "" {
-			c.add(rpath+".key", "a notation trust root is X.509 certificates (cert), not a public key")
+			c.Add(rpath+".key", "a notation trust root is X.509 certificates (cert), not a public key")
 		}
 		if r.Keyless != nil {
-			c.add(rpath+".keyless", "a notation trust root is X.509 certificates (cert), not a keyless identity")
+			c.Add(rpath+".keyless", "a notation trust root is X.509 certificates (cert), not a keyless identity")
 		}
 		if strings.TrimSpace(r.Cert) == "" {
-			c.add(rpath+".cert", "required (PEM CA certificates, or a self-signed signing certificate)")
+			c.Add(rpath+".cert", "required (PEM CA certificates, or a self-signed signing certificate)")
 			continue
 		}
 		if _, _, err := NotationCerts(*r); err != nil {
 			field, msg, _ := strings.Cut(err.Error(), ": ")
-			c.add(rpath+"."+field, "%s", msg)
+			c.Add(rpath+"."+field, "%s", msg)
 		}
 	}
 }
@@ -151,21 +151,21 @@ func (c *checker) notationWith(path string, w With, v *Validator) {
 	// trustRoot, threshold and required mean what they mean for cosign.
 	c.cosignWith(path, w, v)
 	if w.VerifyInTransparencyLog != nil || w.VerifySCT != nil {
-		c.add(path, "verifyInTransparencyLog and verifySCT are for cosign validators")
+		c.Add(path, "verifyInTransparencyLog and verifySCT are for cosign validators")
 	}
 	switch w.VerificationLevel {
 	case "", NotationStrict, NotationPermissive, NotationAudit:
 	case trustpolicy.LevelSkip.Name:
 		// Fail closed: "skip" admits any image, signed or not, and a rule
 		// that verifies nothing should say so by its validator type.
-		c.add(path+".verificationLevel", "%q is refused at the node: it would admit any image without checking a signature; use a static validator (approve: true) for images that need none, or %q to log failures", w.VerificationLevel, NotationAudit)
+		c.Add(path+".verificationLevel", "%q is refused at the node: it would admit any image without checking a signature; use a static validator (approve: true) for images that need none, or %q to log failures", w.VerificationLevel, NotationAudit)
 	default:
-		c.add(path+".verificationLevel", "unknown level %q (want %q, %q or %q)", w.VerificationLevel, NotationStrict, NotationPermissive, NotationAudit)
+		c.Add(path+".verificationLevel", "unknown level %q (want %q, %q or %q)", w.VerificationLevel, NotationStrict, NotationPermissive, NotationAudit)
 	}
 	switch trustpolicy.TimestampOption(w.VerifyTimestamp) {
 	case "", trustpolicy.OptionAlways, trustpolicy.OptionAfterCertExpiry:
 	default:
-		c.add(path+".verifyTimestamp", "unknown value %q (want %q or %q)", w.VerifyTimestamp, trustpolicy.OptionAlways, trustpolicy.OptionAfterCertExpiry)
+		c.Add(path+".verifyTimestamp", "unknown value %q (want %q or %q)", w.VerifyTimestamp, trustpolicy.OptionAlways, trustpolicy.OptionAfterCertExpiry)
 	}
 	c.trustedIdentities(path+".trustedIdentities", w.TrustedIdentities)
 }
@@ -175,7 +175,7 @@ func (c *checker) notationWith(path string, w With, v *Validator) {
 // certificate the roots issued) must be written out to be had.
 func (c *checker) trustedIdentities(path string, ids []string) {
 	if len(ids) == 0 {
-		c.add(path, `required: pin the signing certificate's subject, e.g. "x509.subject: C=US, ST=WA, O=Example, CN=release"; write "*" to accept any certificate the trust roots issued`)
+		c.Add(path, `required: pin the signing certificate's subject, e.g. "x509.subject: C=US, ST=WA, O=Example, CN=release"; write "*" to accept any certificate the trust roots issued`)
 		return
 	}
 	ok := true
@@ -184,16 +184,16 @@ func (c *checker) trustedIdentities(path string, ids []string) {
 		prefix, _, found := strings.Cut(id, ":")
 		switch {
 		case strings.TrimSpace(id) == "":
-			c.add(ipath, "must not be empty")
+			c.Add(ipath, "must not be empty")
 		case id == "*" && len(ids) > 1:
-			c.add(ipath, `"*" accepts any identity and cannot be combined with others`)
+			c.Add(ipath, `"*" accepts any identity and cannot be combined with others`)
 		case id == "*":
 			continue
 		case !found || prefix != NotationX509Subject:
-			c.add(ipath, "%q: want %q followed by the certificate subject's distinguished name (other identity kinds need a notation plugin, which the node does not run)", id, NotationX509Subject+": ")
+			c.Add(ipath, "%q: want %q followed by the certificate subject's distinguished name (other identity kinds need a notation plugin, which the node does not run)", id, NotationX509Subject+": ")
 		default:
 			if err := notationStatement([]string{id}).Validate(); err != nil {
-				c.add(ipath, "%s", notationReason(err))
+				c.Add(ipath, "%s", notationReason(err))
 			} else {
 				continue
 			}
@@ -206,7 +206,7 @@ func (c *checker) trustedIdentities(path string, ids []string) {
 	// Each identity is valid alone; notation also refuses identities that
 	// overlap (one a subset of another).
 	if err := notationStatement(ids).Validate(); err != nil {
-		c.add(path, "%s", notationReason(err))
+		c.Add(path, "%s", notationReason(err))
 	}
 }
 
