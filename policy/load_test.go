@@ -203,12 +203,6 @@ policy: [{pattern: '*'}]`, []string{`validators[2].name: duplicate validator nam
 			[]string{"validators[0].trustRoots[0].key: ECDSA key on curve P-521, need P-256 or P-384"}},
 		{"root with notation cert", "validators: [{name: default, type: cosign, trustRoots: [{name: default, key: KEY_P256, cert: x}]}]\npolicy: [{pattern: '*'}]",
 			[]string{"validators[0].trustRoots[0]: cert and tsCert belong to notation"}},
-		{"notation", `
-validators:
-- name: default
-  type: notation
-  trustRoots: [{name: default, cert: x, tsCert: y}]
-policy: [{pattern: '*'}]`, []string{`validators[0].trustRoots[0].cert: holds data that is not a PEM certificate`, "policy[0].with.trustedIdentities: required"}},
 		{"pattern empty", cosignHead + "policy: [{validator: allow}]", []string{`policy[0].pattern: "": must not be empty`}},
 		{"pattern glob class", cosignHead + "policy: [{pattern: 'reg.io/[ab]*', validator: allow}]", []string{`policy[0].pattern: "reg.io/[ab]*": character '['`}},
 		{"pattern space", cosignHead + "policy: [{pattern: 'reg.io/a b', validator: allow}]", []string{`policy[0].pattern: "reg.io/a b": character ' ' cannot appear`}},
@@ -268,58 +262,6 @@ policy:
 			}
 		})
 	}
-}
-
-// Every problem is reported, each as a FieldError.
-func TestValidationCollectsAll(t *testing.T) {
-	_, err := Parse([]byte(withKeys(t, `
-mode: loud
-validators:
-- name: default
-  type: notation
-  trustRoots: [{name: default, cert: x}]
-- name: c
-  type: cosign
-  trustRoots: [{name: default, key: KEY_RSA1024}]
-policy:
-- pattern: "*"
-- pattern: "x/*"
-  validator: nope
-`)))
-	var fields []*FieldError
-	for _, e := range flatten(err) {
-		var fe *FieldError
-		if errors.As(e, &fe) {
-			fields = append(fields, fe)
-		}
-	}
-	var paths []string
-	for _, fe := range fields {
-		paths = append(paths, fe.Path)
-	}
-	want := []string{"mode", "validators[0].trustRoots[0].cert", "validators[1].trustRoots[0].key", "policy[0].with.trustedIdentities", "policy[1].validator"}
-	if strings.Join(paths, " ") != strings.Join(want, " ") {
-		t.Errorf("paths = %q, want %q\n%v", paths, want, err)
-	}
-}
-
-// flatten unwraps single and joined errors into the leaves.
-func flatten(err error) []error {
-	switch e := err.(type) {
-	case nil:
-		return nil
-	case interface{ Unwrap() []error }:
-		var out []error
-		for _, x := range e.Unwrap() {
-			out = append(out, flatten(x)...)
-		}
-		return out
-	case interface{ Unwrap() error }:
-		if inner := e.Unwrap(); inner != nil {
-			return flatten(inner)
-		}
-	}
-	return []error{err}
 }
 
 func TestValidateInCode(t *testing.T) {

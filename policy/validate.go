@@ -206,7 +206,11 @@ func (c *checker) rule(p *Policy, idx int) {
 	case v.Type == TypeNotaryV1:
 		c.notaryV1With(path+".with", r.With, v)
 	case v.Type == TypeNotation:
-		c.notationWith(path+".with", r.With, v)
+		// trustRoot, threshold and required mean what they mean for cosign.
+		c.cosignWith(path+".with", r.With, v)
+		if r.With.VerifyInTransparencyLog != nil || r.With.VerifySCT != nil {
+			c.Add(path+".with", "verifyInTransparencyLog and verifySCT are for cosign validators")
+		}
 	}
 	if v != nil && v.Type != TypeNotation && v.Type != TypeStatic {
 		if r.With.VerificationLevel != "" {
@@ -379,3 +383,41 @@ func isZeroWith(w With) bool {
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 func isDNSLabel(s string) bool { return len(s) <= 63 && dnsLabel.MatchString(s) }
+
+// notation checks the shape of a notation (Notary Project v2) validator:
+// its trust roots are X.509 certificates (cert, and tsCert for
+// timestamping), never keys. What the certificates say is verify/notation's
+// to check.
+func (c *checker) notation(path string, v *Validator) {
+	if v.Approve != nil {
+		c.Add(path+".approve", "only static validators take approve")
+	}
+	if v.Host != nil {
+		c.Add(path+".host", "a notation validator takes no host (signatures are read from the image's registry)")
+	}
+	if len(v.TrustRoots) == 0 {
+		c.Add(path+".trustRoots", "a notation validator needs at least one trust root")
+	}
+	firstByName := map[string]int{}
+	for i := range v.TrustRoots {
+		rpath := fmt.Sprintf("%s.trustRoots[%d]", path, i)
+		r := &v.TrustRoots[i]
+		r.PublicKey = nil // notation roots are certificates; never keep a key
+		if r.Name == "" {
+			c.Add(rpath+".name", "must not be empty")
+		} else if j, dup := firstByName[r.Name]; dup {
+			c.Add(rpath+".name", "duplicate trust root name %q (also trustRoots[%d])", r.Name, j)
+		} else {
+			firstByName[r.Name] = i
+		}
+		if r.Key != "" {
+			c.Add(rpath+".key", "a notation trust root is X.509 certificates (cert), not a public key")
+		}
+		if r.Keyless != nil {
+			c.Add(rpath+".keyless", "a notation trust root is X.509 certificates (cert), not a keyless identity")
+		}
+		if strings.TrimSpace(r.Cert) == "" {
+			c.Add(rpath+".cert", "required (PEM CA certificates, or a self-signed signing certificate)")
+		}
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
@@ -34,7 +35,8 @@ type Verifier struct {
 
 var _ verify.Verifier = (*Verifier)(nil)
 
-// New parses the validator's trust roots once.
+// New parses the validator's trust roots once, with the function its
+// Section checks them with.
 func New(v *policy.Validator, reg *registry.Client) (*Verifier, error) {
 	if v == nil {
 		return nil, fmt.Errorf("notation validator: none given")
@@ -45,13 +47,15 @@ func New(v *policy.Validator, reg *registry.Client) (*Verifier, error) {
 	if len(v.TrustRoots) == 0 {
 		return nil, fmt.Errorf("notation validator %q: no trust roots", v.Name)
 	}
-	roots := make(map[string]*root, len(v.TrustRoots))
-	for i, tr := range v.TrustRoots {
-		r, err := newRoot(i, tr)
-		if err != nil {
-			return nil, fmt.Errorf("notation validator %q: %w", v.Name, err)
+	var problems policy.Errors
+	roots := compile(&problems, "", v)
+	if err := problems.Err(); err != nil {
+		return nil, fmt.Errorf("notation validator %q: %w", v.Name, err)
+	}
+	for _, tr := range v.TrustRoots {
+		if roots[tr.Name] == nil {
+			return nil, fmt.Errorf("notation validator %q: trust root %q: cert: required", v.Name, tr.Name)
 		}
-		roots[tr.Name] = r
 	}
 	return &Verifier{validator: v, reg: reg, roots: roots}, nil
 }
@@ -64,9 +68,9 @@ func New(v *policy.Validator, reg *registry.Client) (*Verifier, error) {
 // verdict then says what was only logged. Registry failures that leave the
 // answer open are returned as errors; everything else is a verdict.
 func (v *Verifier) Verify(ctx context.Context, s verify.Subject, with policy.With) (verify.Verdict, error) {
-	level := with.NotationLevel()
+	level := levelOf(with)
 	switch level {
-	case policy.NotationStrict, policy.NotationPermissive, policy.NotationAudit:
+	case LevelStrict, LevelPermissive, LevelAudit:
 	default:
 		// The policy loader refuses these; never fall through to
 		// notation's "skip".

@@ -1,0 +1,102 @@
+package validators
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/nri-image-verifier/nri-image-verifier/internal/policytest"
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
+)
+
+// parse reads a test policy, with KEY_* placeholders, as the daemon does.
+func parse(t testing.TB, yaml string) (*policy.Policy, error) {
+	t.Helper()
+	return policy.ParseWith([]byte(policytest.WithKeys(t, yaml)), Check)
+}
+
+// The cases of policy's validation table whose checks belong to a
+// validator type's section: Check reports them with their field paths.
+func TestCheckErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // each must appear in the error
+	}{
+		{"notation", `
+validators:
+- name: default
+  type: notation
+  trustRoots: [{name: default, cert: x, tsCert: y}]
+policy: [{pattern: '*'}]`, []string{`validators[0].trustRoots[0].cert: holds data that is not a PEM certificate`, "policy[0].with.trustedIdentities: required"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := parse(t, tt.yaml)
+			if err == nil {
+				t.Fatalf("Parse succeeded: %+v", p)
+			}
+			if p != nil {
+				t.Errorf("Parse returned a policy with the error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// Every problem is reported, each as a FieldError, in the order of the file:
+// the shape's and the sections' interleaved.
+func TestValidationCollectsAll(t *testing.T) {
+	_, err := parse(t, `
+mode: loud
+validators:
+- name: default
+  type: notation
+  trustRoots: [{name: default, cert: x}]
+- name: c
+  type: cosign
+  trustRoots: [{name: default, key: KEY_RSA1024}]
+policy:
+- pattern: "*"
+- pattern: "x/*"
+  validator: nope
+`)
+	var fields []*policy.FieldError
+	for _, e := range flatten(err) {
+		var fe *policy.FieldError
+		if errors.As(e, &fe) {
+			fields = append(fields, fe)
+		}
+	}
+	var paths []string
+	for _, fe := range fields {
+		paths = append(paths, fe.Path)
+	}
+	want := []string{"mode", "validators[0].trustRoots[0].cert", "validators[1].trustRoots[0].key", "policy[0].with.trustedIdentities", "policy[1].validator"}
+	if strings.Join(paths, " ") != strings.Join(want, " ") {
+		t.Errorf("paths = %q, want %q\n%v", paths, want, err)
+	}
+}
+
+// flatten unwraps single and joined errors into the leaves.
+func flatten(err error) []error {
+	switch e := err.(type) {
+	case nil:
+		return nil
+	case interface{ Unwrap() []error }:
+		var out []error
+		for _, x := range e.Unwrap() {
+			out = append(out, flatten(x)...)
+		}
+		return out
+	case interface{ Unwrap() error }:
+		if inner := e.Unwrap(); inner != nil {
+			return flatten(inner)
+		}
+	}
+	return []error{err}
+}
