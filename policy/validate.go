@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
+
+	"github.com/nri-image-verifier/nri-image-verifier/verify/keys"
 )
 
 // A Section is one validator type's part of Validate. Validate checks the
@@ -161,7 +163,7 @@ func (c *checker) trustRoot(path string, r *TrustRoot, typ string) {
 	case r.Key == "":
 		c.Add(path+".key", "required (an inline PEM public key)")
 	default:
-		pub, err := parseKey(r.Key)
+		pub, err := keys.Parse(r.Key)
 		if err != nil {
 			c.Add(path+".key", "%v", err)
 			return
