@@ -6,10 +6,7 @@
 // image reference (and a namespace) to the rule and validator that apply.
 package policy
 
-import (
-	"crypto"
-	"regexp"
-)
+import "crypto"
 
 // Mode says what happens when verification fails.
 type Mode string
@@ -25,6 +22,7 @@ const (
 const (
 	TypeStatic   = "static"
 	TypeCosign   = "cosign"
+	TypeNotaryV1 = "notaryv1"
 	TypeNotation = "notation"
 )
 
@@ -69,10 +67,6 @@ type Validator struct {
 	Auth *Auth `json:"auth,omitempty"`
 	// Cert is a PEM CA certificate for a registry with a private CA.
 	Cert string `json:"cert,omitempty"`
-
-	// Sigstore is Host's and TrustedRoot's material, parsed at load when
-	// the validator has keyless roots (see keyless.go).
-	Sigstore *SigstoreMaterial `json:"-"`
 }
 
 // TrustRoot is one named public key or keyless (Fulcio) identity.
@@ -96,17 +90,12 @@ type TrustRoot struct {
 
 // Keyless describes a Fulcio certificate identity: the OIDC issuer and the
 // subject (the certificate's e-mail or URI SAN), each exact or a regular
-// expression.
+// expression (anchored: it must match the whole value; see verify/cosign).
 type Keyless struct {
 	Issuer       string `json:"issuer,omitempty"`
 	IssuerRegex  string `json:"issuerRegex,omitempty"`
 	Subject      string `json:"subject,omitempty"`
 	SubjectRegex string `json:"subjectRegex,omitempty"`
-
-	// IssuerRE and SubjectRE are the regexes compiled at load, anchored
-	// (they must match the whole value); nil when not given.
-	IssuerRE  *regexp.Regexp `json:"-"`
-	SubjectRE *regexp.Regexp `json:"-"`
 }
 
 // Host is Connaisseur's cosign `host` block or notary server URL holder.
@@ -152,8 +141,8 @@ type With struct {
 	// VerifyInTransparencyLog and VerifySCT are Connaisseur's switches for
 	// keyless roots: a verified Rekor entry (whose integrated time is the
 	// time the certificate is checked at) and a verified embedded SCT. Both
-	// default to true (see With.KeylessChecks). Key-based roots never
-	// consult a log.
+	// default to true (see verify/cosign). Key-based roots never consult a
+	// log.
 	VerifyInTransparencyLog *bool `json:"verifyInTransparencyLog,omitempty"`
 	VerifySCT               *bool `json:"verifySCT,omitempty"`
 	// Mode is Connaisseur's admission mode (mutate, insecureValidateOnly);
@@ -163,7 +152,7 @@ type With struct {
 	Delegations []string `json:"delegations,omitempty"`
 
 	// Attestations (cosign) are in-toto attestations the image must also
-	// carry, each signed by the rule's trust roots; see attest.go.
+	// carry, each signed by the rule's trust roots; see verify/cosign.
 	Attestations []Attestation `json:"attestations,omitempty"`
 
 	// VerificationLevel (notation) is strict, permissive or audit, as in
@@ -175,6 +164,17 @@ type With struct {
 	// VerifyTimestamp (notation) is "always" or "afterCertExpiry", as in
 	// the Notary Project trust policy and Connaisseur.
 	VerifyTimestamp string `json:"verifyTimestamp,omitempty"`
+}
+
+// Attestation is one in-toto attestation a rule requires.
+type Attestation struct {
+	// PredicateType is the in-toto predicate type: a URI, e.g.
+	// "https://slsa.dev/provenance/v1", or one of cosign's short names
+	// (see verify/cosign).
+	PredicateType string `json:"predicateType"`
+	// Conditions are CEL expressions over the predicate that must all
+	// hold (see verify/cosign for the language).
+	Conditions []string `json:"conditions,omitempty"`
 }
 
 // Match is the result of looking up the rule for an image.

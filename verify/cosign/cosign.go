@@ -5,7 +5,9 @@
 // trust roots: a public key, or a keyless (Fulcio) identity whose
 // certificate chain, Rekor entry and SCT are verified offline with the
 // validator's Sigstore material (see keyless.go). It also checks the
-// in-toto attestations a rule requires (see attest.go). No TUF root is
+// in-toto attestations a rule requires (see attest.go). It checks its own
+// section of the policy (Section, section.go) with the function New builds
+// its roots with. No TUF root is
 // fetched, no transparency log is queried, and nothing is dialled but the
 // image's registry.
 //
@@ -36,11 +38,15 @@ type Verifier struct {
 	// policy were found, so that the next digest of the repository looks
 	// there first (see lookups).
 	hints hints
+	// attestations are the rules' required attestations, compiled once.
+	attestations attestations
 }
 
 var _ verify.Verifier = (*Verifier)(nil)
 
-// New builds the validator's trust roots (parsed keys) once.
+// New builds the validator's trust roots (parsed keys, keyless identities
+// and their Sigstore material) once, compiled by the function its Section
+// checks them with.
 func New(v *policy.Validator, reg *registry.Client) (*Verifier, error) {
 	if v == nil {
 		return nil, fmt.Errorf("cosign validator: none given")
@@ -51,9 +57,14 @@ func New(v *policy.Validator, reg *registry.Client) (*Verifier, error) {
 	if len(v.TrustRoots) == 0 {
 		return nil, fmt.Errorf("cosign validator %q: no trust roots", v.Name)
 	}
+	var problems policy.Errors
+	compiled := compile(&problems, "", v)
+	if err := problems.Err(); err != nil {
+		return nil, fmt.Errorf("cosign validator %q: %w", v.Name, err)
+	}
 	roots := make(map[string]*trustRoot, len(v.TrustRoots))
 	for _, tr := range v.TrustRoots {
-		r, err := newRoot(tr, v.Sigstore)
+		r, err := compiled.root(tr)
 		if err != nil {
 			return nil, fmt.Errorf("cosign validator %q: %w", v.Name, err)
 		}

@@ -23,6 +23,18 @@ func TestCheckErrors(t *testing.T) {
 		yaml string
 		want []string // each must appear in the error
 	}{
+		{"cosign cert", "validators: [{name: default, type: cosign, cert: nope, trustRoots: [{name: default, key: KEY_P256}]}]\npolicy: [{pattern: '*'}]",
+			[]string{"validators[0].cert: not PEM certificates"}},
+		{"keyless", "validators: [{name: default, type: cosign, trustRoots: [{name: default, keyless: {issuer: https://accounts.google.com, subject: a@b.c}}]}]\npolicy: [{pattern: '*'}]",
+			[]string{"validators[0].trustRoots[0].keyless: no Fulcio CA certificates to verify the signing certificate with"}},
+		{"key KMS", "validators: [{name: default, type: cosign, trustRoots: [{name: default, key: 'awskms:///arn:aws:kms:us-east-1:1:key/abc'}]}]\npolicy: [{pattern: '*'}]",
+			[]string{`validators[0].trustRoots[0].key: "awskms:///arn:aws:kms:us-east-1:1:key/abc" is not an inline PEM public key`, "KMS references are not supported"}},
+		{"key garbage", "validators: [{name: default, type: cosign, trustRoots: [{name: default, key: hello}]}]\npolicy: [{pattern: '*'}]",
+			[]string{"validators[0].trustRoots[0].key: value is not an inline PEM public key"}},
+		{"key RSA 1024", "validators: [{name: default, type: cosign, trustRoots: [{name: default, key: KEY_P256}, {name: weak, key: KEY_RSA1024}]}]\npolicy: [{pattern: '*'}]",
+			[]string{"validators[0].trustRoots[1].key: RSA key of 1024 bits, need >= 2048"}},
+		{"key P-521", "validators: [{name: default, type: cosign, trustRoots: [{name: default, key: KEY_P521}]}]\npolicy: [{pattern: '*'}]",
+			[]string{"validators[0].trustRoots[0].key: ECDSA key on curve P-521, need P-256 or P-384"}},
 		{"notation", `
 validators:
 - name: default

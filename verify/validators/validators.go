@@ -19,7 +19,7 @@ import (
 
 // sections are the validator types' own checks, one per type that has
 // settings to check beyond the file's shape.
-var sections = []policy.Section{notation.Section}
+var sections = []policy.Section{cosign.Section, notation.Section}
 
 // Check runs every check a policy must pass to be used: its shape
 // (policy.Validate) and, for each validator, what its type's package finds
