@@ -1,12 +1,17 @@
-// Package policy reads, validates and applies the image verification policy.
+// Package policy answers one question: which rule, and which validator,
+// apply to this image in this namespace?
 //
-// The file has the shape of Connaisseur's `validators` and `policy` sections,
-// so one configuration can serve an admission webhook and this node gate.
-// The package knows nothing of NRI, registries or signatures: it maps an
-// image reference (and a namespace) to the rule and validator that apply.
+// It holds the policy file's wire form (the tagged types here, in the shape
+// of Connaisseur's `validators` and `policy` sections, so one configuration
+// can serve an admission webhook and this node gate), reads it strictly,
+// checks its shape (names, references, types, modes, patterns, which fields
+// each validator type takes) and matches images against its rules (see
+// Matcher). It must not know what a validator's settings mean: keys,
+// keyless identities, Sigstore material, notation trust stores and
+// attestation conditions are checked and compiled by the validator's own
+// package under verify/, through a Section given to Validate. Nor does it
+// know NRI, registries or signatures.
 package policy
-
-import "crypto"
 
 // Mode says what happens when verification fails.
 type Mode string
@@ -33,7 +38,9 @@ const AllTrustRoots = "*"
 // root a rule uses when it names none (Connaisseur's convention).
 const DefaultName = "default"
 
-// Policy is a parsed, validated policy file.
+// Policy is a policy file as read: its wire form. Nothing derived from its
+// settings is kept in it; Matcher holds the compiled rule patterns, and each
+// validator compiles its own section (see Section).
 type Policy struct {
 	// Mode is the global default mode; a rule may override it.
 	Mode       Mode        `json:"mode,omitempty"`
@@ -79,13 +86,10 @@ type TrustRoot struct {
 	Keyless *Keyless `json:"keyless,omitempty"`
 	// Cert and TSCert are notation's trust root fields: the trust store
 	// (PEM CA certificates, or self-signed signing certificates) and the
-	// timestamping authorities' root certificates (see notation.go). They
-	// are errors on cosign and notaryv1 roots.
+	// timestamping authorities' root certificates (see verify/notation).
+	// They are errors on cosign and notaryv1 roots.
 	Cert   string `json:"cert,omitempty"`
 	TSCert string `json:"tsCert,omitempty"`
-
-	// PublicKey is Key parsed at load time.
-	PublicKey crypto.PublicKey `json:"-"`
 }
 
 // Keyless describes a Fulcio certificate identity: the OIDC issuer and the
@@ -106,7 +110,10 @@ type Host struct {
 	CTLogPubkey string `json:"ctLogPubkey,omitempty"`
 
 	// Server is the notary server when `host` is written as a plain string
-	// (Connaisseur's notaryv1 form); see UnmarshalJSON in host.go.
+	// (Connaisseur's notaryv1 form). It is wire form, not derived state:
+	// the string shape has no field name, so UnmarshalJSON and MarshalJSON
+	// (host.go) read and write it, and the tag keeps it out of the object
+	// shape.
 	Server string `json:"-"`
 }
 
@@ -156,7 +163,7 @@ type With struct {
 	Attestations []Attestation `json:"attestations,omitempty"`
 
 	// VerificationLevel (notation) is strict, permissive or audit, as in
-	// the Notary Project trust policy; see notation.go.
+	// the Notary Project trust policy; see verify/notation.
 	VerificationLevel string `json:"verificationLevel,omitempty"`
 	// TrustedIdentities (notation) pins the signing certificate's subject,
 	// as in the Notary Project trust policy ("x509.subject: CN=...").

@@ -32,9 +32,8 @@ type RuleCheck func(e *Errors, path string, w With)
 // validator whose type has one of sections, what that section finds. With
 // no sections only the shape is checked; verify/validators.Check runs every
 // type's section, and is what a policy must pass to be used. Validate
-// changes nothing in p but the PublicKey of notaryv1 roots, which is the
-// last derived state left. The error joins one *FieldError per problem, in
-// the order of the file.
+// changes nothing in p. The error joins one *FieldError per problem, in the
+// order of the file.
 func (p *Policy) Validate(sections ...Section) error {
 	c := checker{sections: map[string]Section{}, rules: map[*Validator]RuleCheck{}}
 	for _, s := range sections {
@@ -105,9 +104,6 @@ func (c *checker) validator(path string, v *Validator) {
 		c.Add(path+".type", "must be set (%q, %q, %q or %q)", TypeStatic, TypeCosign, TypeNotaryV1, TypeNotation)
 	default:
 		c.Add(path+".type", "unknown validator type %q (want %q, %q, %q or %q)", v.Type, TypeStatic, TypeCosign, TypeNotaryV1, TypeNotation)
-	}
-	if v.Type == TypeNotaryV1 {
-		c.notaryV1Settings(path, v)
 	}
 	if s, ok := c.sections[v.Type]; ok && s.Validator != nil {
 		if check := s.Validator(&c.Errors, path, v); check != nil {
@@ -213,9 +209,6 @@ func (c *checker) rule(p *Policy, idx int) {
 		c.Add(path+".validator", "no validator named %q", r.Validator)
 	default:
 		c.with(path+".with", r.With, v)
-		if v.Type == TypeNotaryV1 {
-			c.notaryV1Delegations(path+".with", r.With)
-		}
 		if check := c.rules[v]; check != nil {
 			check(&c.Errors, path+".with", r.With)
 		}

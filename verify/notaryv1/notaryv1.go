@@ -103,7 +103,8 @@ type Verifier struct {
 var _ verify.Verifier = (*Verifier)(nil)
 
 // New builds the validator: its pinned root keys, and one HTTP client for
-// its notary server (with the validator's CA, if any).
+// its notary server (with the validator's CA, if any), compiled by the
+// function its Section checks them with.
 func New(v *policy.Validator, opts Options) (*Verifier, error) {
 	if v == nil {
 		return nil, fmt.Errorf("notaryv1 validator: none given")
@@ -111,21 +112,26 @@ func New(v *policy.Validator, opts Options) (*Verifier, error) {
 	if len(v.TrustRoots) == 0 {
 		return nil, fmt.Errorf("notaryv1 validator %q: no trust roots", v.Name)
 	}
+	var problems policy.Errors
+	compiled := compile(&problems, "", v)
+	if err := problems.Err(); err != nil {
+		return nil, fmt.Errorf("notaryv1 validator %q: %w", v.Name, err)
+	}
 	opts = opts.withDefaults()
 	roots := make(map[string]*trustRoot, len(v.TrustRoots))
 	for _, tr := range v.TrustRoots {
-		switch tr.PublicKey.(type) {
+		key := compiled.keys[tr.Name]
+		switch key.(type) {
 		case *ecdsa.PublicKey, *rsa.PublicKey:
 		default:
-			return nil, fmt.Errorf("notaryv1 validator %q: trust root %q: need an ECDSA or RSA public key, have %T", v.Name, tr.Name, tr.PublicKey)
+			return nil, fmt.Errorf("notaryv1 validator %q: trust root %q: need an ECDSA or RSA public key, have %T", v.Name, tr.Name, key)
 		}
-		roots[tr.Name] = &trustRoot{name: tr.Name, key: tr.PublicKey}
+		roots[tr.Name] = &trustRoot{name: tr.Name, key: key}
 	}
-	base, err := policy.NotaryServer(v)
-	if err != nil {
-		return nil, fmt.Errorf("notaryv1 validator %q: host: %w", v.Name, err)
+	if compiled.server == nil {
+		return nil, fmt.Errorf("notaryv1 validator %q: host: not a notary server URL", v.Name)
 	}
-	srv, err := newServer(base, v.Cert, opts)
+	srv, err := newServer(compiled.server, v.Cert, opts)
 	if err != nil {
 		return nil, fmt.Errorf("notaryv1 validator %q: %w", v.Name, err)
 	}

@@ -35,6 +35,11 @@ func TestCheckErrors(t *testing.T) {
 			[]string{"validators[0].trustRoots[1].key: RSA key of 1024 bits, need >= 2048"}},
 		{"key P-521", "validators: [{name: default, type: cosign, trustRoots: [{name: default, key: KEY_P521}]}]\npolicy: [{pattern: '*'}]",
 			[]string{"validators[0].trustRoots[0].key: ECDSA key on curve P-521, need P-256 or P-384"}},
+		// Not from policy's table: each type's section is part of Check.
+		{"notaryv1 section", "validators: [{name: default, type: notaryv1, host: 'ftp://n.io', trustRoots: [{name: default, key: KEY_ED25519}]}]\npolicy: [{pattern: '*', with: {delegations: ['a b']}}]",
+			[]string{"validators[0].host: \"ftp://n.io\": scheme must be https or http", "validators[0].trustRoots[0].key: an Ed25519 key cannot be a notary root key", `policy[0].with.delegations[0]: "a b" is not a notary delegation name`}},
+		{"cosign section", "validators: [{name: default, type: cosign, trustRoots: [{name: default, keyless: {issuer: i, subjectRegex: '(a'}}]}]\npolicy: [{pattern: '*', with: {attestations: [{predicateType: nope}]}}]",
+			[]string{"validators[0].trustRoots[0].keyless.subjectRegex: not a valid regular expression", `policy[0].with.attestations[0].predicateType: "nope" is neither an absolute URI`}},
 		{"notation", `
 validators:
 - name: default

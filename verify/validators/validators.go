@@ -18,8 +18,9 @@ import (
 )
 
 // sections are the validator types' own checks, one per type that has
-// settings to check beyond the file's shape.
-var sections = []policy.Section{cosign.Section, notation.Section}
+// settings to check beyond the file's shape. A static validator has none:
+// its one setting, approve, is shape (required, a boolean).
+var sections = []policy.Section{cosign.Section, notaryv1.Section, notation.Section}
 
 // Check runs every check a policy must pass to be used: its shape
 // (policy.Validate) and, for each validator, what its type's package finds
