@@ -1,15 +1,18 @@
-// Package cosign is the cosign validator. It finds an image's signatures
-// in both formats cosign writes, the v2 `sha256-<hex>.sig` tag
+// Package cosign answers: did the policy's cosign trust roots sign this
+// image digest, and attest it as the rule asks? It finds an image's
+// signatures in both formats cosign writes, the v2 `sha256-<hex>.sig` tag
 // (simple-signing payload) and the v3 Sigstore bundle attached as an OCI 1.1
 // referrer (DSSE in-toto statement), and checks them against the policy's
 // trust roots: a public key, or a keyless (Fulcio) identity whose
 // certificate chain, Rekor entry and SCT are verified offline with the
 // validator's Sigstore material (see keyless.go). It also checks the
-// in-toto attestations a rule requires (see attest.go). It checks its own
-// section of the policy (Section, section.go) with the function New builds
-// its roots with. No TUF root is
-// fetched, no transparency log is queried, and nothing is dialled but the
-// image's registry.
+// in-toto attestations a rule requires (see attest.go).
+//
+// It owns the cosign section of the policy: Section (section.go) checks
+// it with compile, the very function New builds the roots from. It must
+// not know NRI, Kubernetes or the gate. No TUF root is fetched, no
+// transparency log is queried, and nothing is dialled but the image's
+// registry.
 //
 // A signature counts for a trust root when it verifies with the root's key
 // (or, for a keyless root, with a certificate that the root's checks

@@ -1,9 +1,13 @@
-// Package notaryv1 is the Notary v1 (Docker Content Trust) validator. It
-// reads a repository's TUF trust data from a notary server with notary's
-// own client packages, pins the root to the policy's root public keys (no
-// trust on first use), lets notary check every signature, checksum,
-// version and expiry, and then asks whether the digest the runtime uses is
-// a target of the roles the rule names.
+// Package notaryv1 answers: is this image digest a signed target of its
+// repository's Notary v1 (Docker Content Trust) trust data, under the root
+// keys the policy pins? It reads a repository's TUF trust data from a
+// notary server with notary's own client packages, pins the root to the
+// policy's root public keys (no trust on first use), lets notary check
+// every signature, checksum, version and expiry, and then asks whether the
+// digest the runtime uses is a target of the roles the rule names. It owns
+// the notaryv1 section of the policy: Section (section.go) checks it with
+// the function New builds the validator from. It must not know NRI,
+// Kubernetes or the gate.
 //
 // The node knows the digest, not the tag (tags are never trusted here), so
 // a target counts when its sha256 hash is the runtime's digest, whatever

@@ -1,12 +1,15 @@
-// Package notation is the Notary Project (notation) validator. It finds an
-// image's notation signatures, OCI 1.1 referrers of artifact type
+// Package notation answers: did the policy's Notary Project (notation)
+// trust roots sign this image digest? It finds an image's notation
+// signatures, OCI 1.1 referrers of artifact type
 // application/vnd.cncf.notary.signature with a JWS or COSE envelope, through
 // the shared registry client, and has notation-go's verifier check each one
 // against a trust policy made from the rule: the policy's X.509 trust roots
 // (an in-memory trust store), the pinned signer identities, the
-// verification level and verifyTimestamp. Nothing is read from
-// ~/.config/notation, no plugin is run, and nothing is dialled but the
-// image's registry (no OCSP, no CRL).
+// verification level and verifyTimestamp. It owns the notation section of
+// the policy: Section (section.go) checks it with the function New parses
+// the roots with. It must not know NRI, Kubernetes or the gate. Nothing is
+// read from ~/.config/notation, no plugin is run, and nothing is dialled but
+// the image's registry (no OCSP, no CRL).
 //
 // A signature counts for a trust root when notation accepts it, its
 // certificate chain contains one of the root's certificates, and its
