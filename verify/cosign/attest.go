@@ -146,7 +146,7 @@ func (s *attestSearch) candidate(ctx context.Context, cand string, want []byte) 
 // reasons; claimedBy is the annotation that holds a descriptor's claimed
 // predicate type.
 func (s *attestSearch) each(ctx context.Context, cand string, todo []v1.Descriptor, kind, claimedBy string, examine func(v1.Descriptor) (*examined, error)) {
-	if limit := s.v.reg.Limits().MaxSignatures; len(todo) > limit {
+	if limit := s.v.base.Reg.Limits().MaxSignatures; len(todo) > limit {
 		s.skipped += len(todo) - limit
 		todo = todo[:limit]
 	}
@@ -240,7 +240,7 @@ func (s *attestSearch) reason(n *need, cands []string) string {
 func (v *Verifier) withAttestations(ctx context.Context, repo name.Repository, cands []string, roots []*trustRoot, names []string, with policy.With, signed verify.Verdict) (verify.Verdict, error) {
 	reason, err := v.attested(ctx, repo, cands, roots, names, with)
 	if err != nil {
-		return verify.Verdict{}, fmt.Errorf("cosign validator %q: %w", v.validator.Name, err)
+		return verify.Verdict{}, v.base.Transient(err)
 	}
 	if reason != "" {
 		return verify.Verdict{Reason: reason, Signers: signed.Signers}, nil
