@@ -21,19 +21,15 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/attached"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
 )
 
 // Verifier is a notation validator. It is safe for concurrent use.
 type Verifier struct {
-	validator *policy.Validator
-	reg       *registry.Client
-	roots     map[string]*root
+	base attached.Validator[*root]
 }
 
 var _ verify.Verifier = (*Verifier)(nil)
@@ -41,26 +37,26 @@ var _ verify.Verifier = (*Verifier)(nil)
 // New parses the validator's trust roots once, with the function its
 // Section checks them with.
 func New(v *policy.Validator, reg *registry.Client) (*Verifier, error) {
-	if v == nil {
-		return nil, fmt.Errorf("notation validator: none given")
+	base, err := attached.New(policy.TypeNotation, v, reg, buildRoots)
+	if err != nil {
+		return nil, err
 	}
-	if reg == nil {
-		return nil, fmt.Errorf("notation validator %q: no registry client", v.Name)
-	}
-	if len(v.TrustRoots) == 0 {
-		return nil, fmt.Errorf("notation validator %q: no trust roots", v.Name)
-	}
+	return &Verifier{base: base}, nil
+}
+
+// buildRoots compiles v's section and returns its trust roots, by name.
+func buildRoots(v *policy.Validator) (map[string]*root, error) {
 	var problems policy.Errors
 	roots := compile(&problems, "", v)
 	if err := problems.Err(); err != nil {
-		return nil, fmt.Errorf("notation validator %q: %w", v.Name, err)
+		return nil, err
 	}
 	for _, tr := range v.TrustRoots {
 		if roots[tr.Name] == nil {
-			return nil, fmt.Errorf("notation validator %q: trust root %q: cert: required", v.Name, tr.Name)
+			return nil, fmt.Errorf("trust root %q: cert: required", tr.Name)
 		}
 	}
-	return &Verifier{validator: v, reg: reg, roots: roots}, nil
+	return roots, nil
 }
 
 // Verify examines the notation signatures of s's candidate digests (see
@@ -79,45 +75,32 @@ func (v *Verifier) Verify(ctx context.Context, s verify.Subject, with policy.Wit
 		// notation's "skip".
 		return deny("verification level %q is not allowed at the node", level), nil
 	}
-	names := with.Selected(v.validator)
-	roots := make([]*root, 0, len(names))
-	for _, n := range names {
-		r, ok := v.roots[n]
-		if !ok {
-			return deny("trust root %q is not defined in notation validator %q", n, v.validator.Name), nil
-		}
-		roots = append(roots, r)
+	sel, reason := v.base.Select(with)
+	if reason != "" {
+		return deny("%s", reason), nil
 	}
-	threshold, required := with.Need(v.validator)
-	nv, err := newNotationVerifier(roots, with)
+	nv, err := newNotationVerifier(sel.Roots, with)
 	if err != nil {
-		return deny("notation validator %q: the rule is not a valid notation trust policy: %v", v.validator.Name, err), nil
+		return deny("notation validator %q: the rule is not a valid notation trust policy: %v", v.base.Policy.Name, err), nil
+	}
+	repo, reason := attached.Repository(s)
+	if reason != "" {
+		return deny("%s", reason), nil
+	}
+	cands, err := v.base.Candidates(ctx, repo, s)
+	if err != nil {
+		return v.base.Failed(err)
 	}
 
-	repo, err := name.NewRepository(s.Repository)
-	if err != nil {
-		return deny("repository %q is not valid: %v", s.Repository, err), nil
-	}
-	if _, err := v1.NewHash(s.Digest); err != nil {
-		return deny("image digest %q is not valid: %v", s.Digest, err), nil
-	}
-	cands, err := v.reg.Candidates(ctx, repo, s.Digest, s.ConfigDigest)
-	if err != nil {
-		if registry.IsDefinitive(err) {
-			return deny("%v", err), nil
-		}
-		return verify.Verdict{}, fmt.Errorf("notation validator %q: %w", v.validator.Name, err)
-	}
-
-	t := &tally{signed: make([]bool, len(roots)), level: level}
-	c := &check{v: v, nv: nv, repo: repo, roots: roots, ids: with.TrustedIdentities}
+	t := &tally{signed: make([]bool, len(sel.Roots)), level: level}
+	c := &check{v: v, nv: nv, repo: repo, roots: sel.Roots, ids: with.TrustedIdentities}
 	for _, cand := range cands {
 		t.add(c.signatures(ctx, cand))
 	}
-	verdict := t.verdict(cands, names, threshold, required)
+	verdict := t.verdict(cands, sel.Names, sel.Threshold, sel.Required)
 	if !verdict.Allowed && t.err != nil {
 		// A signature we could not fetch might have met the policy.
-		return verify.Verdict{}, fmt.Errorf("notation validator %q: %w", v.validator.Name, t.err)
+		return verify.Verdict{}, v.base.Transient(t.err)
 	}
 	return verdict, nil
 }
