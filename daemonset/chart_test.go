@@ -27,6 +27,7 @@ import (
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetools"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/validators"
 )
 
 var update = flag.Bool("update", false, "rewrite manifests/ from the chart (make manifests)")
@@ -242,7 +243,7 @@ func TestDaemonSet(t *testing.T) {
 			checkPod(t, ds.Spec.Template, tc.fallback)
 			checkFlags(t, ds.Spec.Template.Spec.Containers[0].Args)
 			cm := one[*corev1.ConfigMap](t, objs)
-			if _, err := policy.Parse([]byte(cm.Data["policy.yaml"])); err != nil {
+			if _, err := policy.ParseWith([]byte(cm.Data["policy.yaml"]), validators.Check); err != nil {
 				t.Errorf("the rendered policy does not load:\n%v\n%s", err, cm.Data["policy.yaml"])
 			}
 			if !hasConfigMapVolume(ds.Spec.Template.Spec.Volumes, cm.Name) {

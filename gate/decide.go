@@ -63,7 +63,7 @@ func (g *Gate) Prewarm(ctx context.Context, image, digest, configDigest string) 
 		seen []int
 	)
 	for _, ns := range st.namespaces {
-		r := st.matches.lookup(st.pol, image, ns)
+		r := st.matches.lookup(st.matcher, image, ns)
 		if r.repoErr != nil {
 			return 0, fmt.Errorf("prewarm: image %q: %w", image, r.repoErr)
 		}
@@ -118,7 +118,7 @@ func (st *state) route(in Input) (Decision, *check) {
 	if in.Image == "" {
 		return fail(d, "the runtime did not report the image name, so no policy rule can be chosen"), nil
 	}
-	r := st.matches.lookup(st.pol, in.Image, in.Namespace)
+	r := st.matches.lookup(st.matcher, in.Image, in.Namespace)
 	if r.repoErr != nil {
 		return fail(d, fmt.Sprintf("cannot tell the image's repository from %q: %v", in.Image, r.repoErr)), nil
 	}

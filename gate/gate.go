@@ -27,6 +27,7 @@ type Gate struct {
 
 type state struct {
 	pol       *policy.Policy
+	matcher   *policy.Matcher
 	verifiers map[string]verify.Verifier
 	matches   matchCache
 	// namespaces are "" and every namespace a rule is limited to: between
@@ -69,7 +70,7 @@ func (g *Gate) SetPolicy(pol *policy.Policy) error {
 			}
 		}
 	}
-	old := g.cur.Swap(&state{pol: pol, verifiers: vs, namespaces: nss})
+	old := g.cur.Swap(&state{pol: pol, matcher: policy.NewMatcher(pol), verifiers: vs, namespaces: nss})
 	if old != nil && old.pol.Version != pol.Version {
 		// Verdicts are keyed by policy version; purging just frees memory.
 		g.cache.Purge()

@@ -27,7 +27,7 @@ type matchResult struct {
 }
 
 // lookup returns the image's repository and the matching rule.
-func (c *matchCache) lookup(pol *policy.Policy, image, namespace string) matchResult {
+func (c *matchCache) lookup(m *policy.Matcher, image, namespace string) matchResult {
 	key := image + "\x00" + namespace
 	c.mu.RLock()
 	r, ok := c.m[key]
@@ -37,7 +37,7 @@ func (c *matchCache) lookup(pol *policy.Policy, image, namespace string) matchRe
 	}
 	r.repo, r.repoErr = imageref.Repository(image)
 	if r.repoErr == nil {
-		r.m, r.err = pol.Match(image, namespace)
+		r.m, r.err = m.Match(image, namespace)
 	}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= maxMatches {

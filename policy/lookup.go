@@ -47,3 +47,13 @@ func (v *Validator) TrustRoot(name string) *TrustRoot {
 	}
 	return nil
 }
+
+// hasKeyless says whether any of v's trust roots is a keyless identity.
+func (v *Validator) hasKeyless() bool {
+	for i := range v.TrustRoots {
+		if v.TrustRoots[i].Keyless != nil {
+			return true
+		}
+	}
+	return false
+}

@@ -20,6 +20,36 @@ type candidate struct {
 	comps []string // the normalised pattern split on '/'
 }
 
+// Matcher picks the rule for an image: a policy's rule patterns, compiled
+// (checked and normalised) once. Build one with NewMatcher to match many
+// images, as the gate does; Policy.Match builds one per call. A Matcher is
+// safe for concurrent use. It reads the policy it was built from: a rule
+// whose pattern has changed since is compiled afresh, never matched with a
+// stale pattern.
+type Matcher struct {
+	pol      *Policy
+	patterns []compiledPattern
+}
+
+// NewMatcher compiles p's rule patterns. A pattern that does not compile
+// (a policy that was not validated) is no error here: Match fails on it.
+func NewMatcher(p *Policy) *Matcher {
+	m := &Matcher{pol: p, patterns: make([]compiledPattern, len(p.Rules))}
+	for i := range p.Rules {
+		m.patterns[i] = compilePattern(p.Rules[i].Pattern)
+	}
+	return m
+}
+
+// Policy is the policy m matches with.
+func (m *Matcher) Policy() *Policy { return m.pol }
+
+// Match is NewMatcher(p).Match(image, namespace): for one lookup, such as
+// `policy match`. To match many images, build a Matcher once.
+func (p *Policy) Match(image, namespace string) (*Match, error) {
+	return NewMatcher(p).Match(image, namespace)
+}
+
 // Match returns the rule that applies to image for a pod in namespace, with
 // its validator and effective mode. The image is normalised first (see
 // imageref.Normalize); a bare image ID is an error. Rules limited to other namespaces
@@ -27,7 +57,8 @@ type candidate struct {
 // Among the matching rules the most specific wins (see moreSpecific), and
 // Match.Why says why it beat each of the others. No matching rule gives an
 // error wrapping ErrNoRule.
-func (p *Policy) Match(image, namespace string) (*Match, error) {
+func (m *Matcher) Match(image, namespace string) (*Match, error) {
+	p := m.pol
 	ref, err := imageref.Parse(image)
 	if err != nil {
 		return nil, fmt.Errorf("match: %w", err)
@@ -37,7 +68,7 @@ func (p *Policy) Match(image, namespace string) (*Match, error) {
 
 	var cands []candidate
 	for i := range p.Rules {
-		pat := p.pattern(i)
+		pat := m.pattern(i)
 		// An unvalidated policy may hold a bad pattern. Skipping it could
 		// let a broader allow rule win over a deny rule, so fail instead.
 		if pat.err != nil {
@@ -62,18 +93,28 @@ func (p *Policy) Match(image, namespace string) (*Match, error) {
 			best = c
 		}
 	}
-	m := &Match{Rule: best.rule, Index: best.index, Image: img, Mode: p.modeOf(best.rule)}
+	match := &Match{Rule: best.rule, Index: best.index, Image: img, Mode: p.modeOf(best.rule)}
 	for _, c := range cands {
 		if c.index != best.index {
 			_, why := moreSpecific(best, c, imgComps)
-			m.Why = append(m.Why, fmt.Sprintf("beats %q: %s", c.rule.Pattern, why))
+			match.Why = append(match.Why, fmt.Sprintf("beats %q: %s", c.rule.Pattern, why))
 		}
 	}
-	m.Validator = p.Validator(best.rule.validatorName())
-	if m.Validator == nil {
+	match.Validator = p.Validator(best.rule.validatorName())
+	if match.Validator == nil {
 		return nil, fmt.Errorf("match: policy[%d].validator: no validator named %q", best.index, best.rule.validatorName())
 	}
-	return m, nil
+	return match, nil
+}
+
+// pattern returns rule i's compiled pattern: the one NewMatcher prepared
+// when the rule still has that pattern, otherwise (a policy changed in
+// code since) compiled afresh, so that a stale pattern can never decide.
+func (m *Matcher) pattern(i int) compiledPattern {
+	if i < len(m.patterns) && m.patterns[i].raw == m.pol.Rules[i].Pattern {
+		return m.patterns[i]
+	}
+	return compilePattern(m.pol.Rules[i].Pattern)
 }
 
 // imageViews lists the forms of a normalised image a pattern may match: the

@@ -328,8 +328,9 @@ func BenchmarkMatch(b *testing.B) {
 	if err := p.Validate(); err != nil {
 		b.Fatal(err)
 	}
+	m := NewMatcher(p)
 	for b.Loop() {
-		if _, err := p.Match("docker.io/library/redis:7@"+testDigest, "default"); err != nil {
+		if _, err := m.Match("docker.io/library/redis:7@"+testDigest, "default"); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -158,13 +158,3 @@ func (c compiledPattern) matchesAny(views []string) bool {
 	}
 	return false
 }
-
-// pattern returns rule i's compiled pattern: the one Validate prepared when
-// the rule still has that pattern, otherwise (a Policy built or changed in
-// code) compiled afresh, so a stale cache can never decide.
-func (p *Policy) pattern(i int) compiledPattern {
-	if i < len(p.patterns) && p.patterns[i].raw == p.Rules[i].Pattern {
-		return p.patterns[i]
-	}
-	return compilePattern(p.Rules[i].Pattern)
-}

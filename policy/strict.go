@@ -14,7 +14,7 @@ import (
 // "trustroot" would quietly pass for "trustRoot"; a typo there is exactly
 // what a strict loader should catch. It also names where the key is.
 // Values of the wrong type are left to the decoder.
-func checkFields(doc any, t reflect.Type, path string, c *checker) {
+func checkFields(doc any, t reflect.Type, path string, c *Errors) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -34,7 +34,7 @@ func checkFields(doc any, t reflect.Type, path string, c *checker) {
 						msg += fmt.Sprintf(" (did you mean %q?)", name)
 					}
 				}
-				c.add(path, "%s", msg)
+				c.Add(path, "%s", msg)
 				continue
 			}
 			sub := k

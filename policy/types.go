@@ -1,15 +1,17 @@
-// Package policy reads, validates and applies the image verification policy.
+// Package policy answers one question: which rule, and which validator,
+// apply to this image in this namespace?
 //
-// The file has the shape of Connaisseur's `validators` and `policy` sections,
-// so one configuration can serve an admission webhook and this node gate.
-// The package knows nothing of NRI, registries or signatures: it maps an
-// image reference (and a namespace) to the rule and validator that apply.
+// It holds the policy file's wire form (the tagged types here, in the shape
+// of Connaisseur's `validators` and `policy` sections, so one configuration
+// can serve an admission webhook and this node gate), reads it strictly,
+// checks its shape (names, references, types, modes, patterns, which fields
+// each validator type takes) and matches images against its rules (see
+// Matcher). It must not know what a validator's settings mean: keys,
+// keyless identities, Sigstore material, notation trust stores and
+// attestation conditions are checked and compiled by the validator's own
+// package under verify/, through a Section given to Validate. Nor does it
+// know NRI, registries or signatures.
 package policy
-
-import (
-	"crypto"
-	"regexp"
-)
 
 // Mode says what happens when verification fails.
 type Mode string
@@ -25,6 +27,7 @@ const (
 const (
 	TypeStatic   = "static"
 	TypeCosign   = "cosign"
+	TypeNotaryV1 = "notaryv1"
 	TypeNotation = "notation"
 )
 
@@ -35,7 +38,9 @@ const AllTrustRoots = "*"
 // root a rule uses when it names none (Connaisseur's convention).
 const DefaultName = "default"
 
-// Policy is a parsed, validated policy file.
+// Policy is a policy file as read: its wire form. Nothing derived from its
+// settings is kept in it; Matcher holds the compiled rule patterns, and each
+// validator compiles its own section (see Section).
 type Policy struct {
 	// Mode is the global default mode; a rule may override it.
 	Mode       Mode        `json:"mode,omitempty"`
@@ -45,9 +50,6 @@ type Policy struct {
 	// Version identifies the policy content (hex SHA-256 of the file bytes).
 	// Verdict caches key on it so that a reload invalidates them.
 	Version string `json:"-"`
-
-	// patterns caches the compiled rule patterns (filled by Validate).
-	patterns []compiledPattern
 }
 
 // Validator is one named way of verifying an image.
@@ -72,10 +74,6 @@ type Validator struct {
 	Auth *Auth `json:"auth,omitempty"`
 	// Cert is a PEM CA certificate for a registry with a private CA.
 	Cert string `json:"cert,omitempty"`
-
-	// Sigstore is Host's and TrustedRoot's material, parsed at load when
-	// the validator has keyless roots (see keyless.go).
-	Sigstore *SigstoreMaterial `json:"-"`
 }
 
 // TrustRoot is one named public key or keyless (Fulcio) identity.
@@ -88,28 +86,20 @@ type TrustRoot struct {
 	Keyless *Keyless `json:"keyless,omitempty"`
 	// Cert and TSCert are notation's trust root fields: the trust store
 	// (PEM CA certificates, or self-signed signing certificates) and the
-	// timestamping authorities' root certificates (see notation.go). They
-	// are errors on cosign and notaryv1 roots.
+	// timestamping authorities' root certificates (see verify/notation).
+	// They are errors on cosign and notaryv1 roots.
 	Cert   string `json:"cert,omitempty"`
 	TSCert string `json:"tsCert,omitempty"`
-
-	// PublicKey is Key parsed at load time.
-	PublicKey crypto.PublicKey `json:"-"`
 }
 
 // Keyless describes a Fulcio certificate identity: the OIDC issuer and the
 // subject (the certificate's e-mail or URI SAN), each exact or a regular
-// expression.
+// expression (anchored: it must match the whole value; see verify/cosign).
 type Keyless struct {
 	Issuer       string `json:"issuer,omitempty"`
 	IssuerRegex  string `json:"issuerRegex,omitempty"`
 	Subject      string `json:"subject,omitempty"`
 	SubjectRegex string `json:"subjectRegex,omitempty"`
-
-	// IssuerRE and SubjectRE are the regexes compiled at load, anchored
-	// (they must match the whole value); nil when not given.
-	IssuerRE  *regexp.Regexp `json:"-"`
-	SubjectRE *regexp.Regexp `json:"-"`
 }
 
 // Host is Connaisseur's cosign `host` block or notary server URL holder.
@@ -120,7 +110,10 @@ type Host struct {
 	CTLogPubkey string `json:"ctLogPubkey,omitempty"`
 
 	// Server is the notary server when `host` is written as a plain string
-	// (Connaisseur's notaryv1 form); see UnmarshalJSON in host.go.
+	// (Connaisseur's notaryv1 form). It is wire form, not derived state:
+	// the string shape has no field name, so UnmarshalJSON and MarshalJSON
+	// (host.go) read and write it, and the tag keeps it out of the object
+	// shape.
 	Server string `json:"-"`
 }
 
@@ -155,8 +148,8 @@ type With struct {
 	// VerifyInTransparencyLog and VerifySCT are Connaisseur's switches for
 	// keyless roots: a verified Rekor entry (whose integrated time is the
 	// time the certificate is checked at) and a verified embedded SCT. Both
-	// default to true (see With.KeylessChecks). Key-based roots never
-	// consult a log.
+	// default to true (see verify/cosign). Key-based roots never consult a
+	// log.
 	VerifyInTransparencyLog *bool `json:"verifyInTransparencyLog,omitempty"`
 	VerifySCT               *bool `json:"verifySCT,omitempty"`
 	// Mode is Connaisseur's admission mode (mutate, insecureValidateOnly);
@@ -166,11 +159,11 @@ type With struct {
 	Delegations []string `json:"delegations,omitempty"`
 
 	// Attestations (cosign) are in-toto attestations the image must also
-	// carry, each signed by the rule's trust roots; see attest.go.
+	// carry, each signed by the rule's trust roots; see verify/cosign.
 	Attestations []Attestation `json:"attestations,omitempty"`
 
 	// VerificationLevel (notation) is strict, permissive or audit, as in
-	// the Notary Project trust policy; see notation.go.
+	// the Notary Project trust policy; see verify/notation.
 	VerificationLevel string `json:"verificationLevel,omitempty"`
 	// TrustedIdentities (notation) pins the signing certificate's subject,
 	// as in the Notary Project trust policy ("x509.subject: CN=...").
@@ -178,6 +171,17 @@ type With struct {
 	// VerifyTimestamp (notation) is "always" or "afterCertExpiry", as in
 	// the Notary Project trust policy and Connaisseur.
 	VerifyTimestamp string `json:"verifyTimestamp,omitempty"`
+}
+
+// Attestation is one in-toto attestation a rule requires.
+type Attestation struct {
+	// PredicateType is the in-toto predicate type: a URI, e.g.
+	// "https://slsa.dev/provenance/v1", or one of cosign's short names
+	// (see verify/cosign).
+	PredicateType string `json:"predicateType"`
+	// Conditions are CEL expressions over the predicate that must all
+	// hold (see verify/cosign for the language).
+	Conditions []string `json:"conditions,omitempty"`
 }
 
 // Match is the result of looking up the rule for an image.

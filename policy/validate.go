@@ -1,357 +1,312 @@
 package policy
 
 import (
-	"crypto/ed25519"
-	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
-
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 )
 
-// FieldError is one problem in a policy, located by its field path in the
-// file, e.g. "policy[2].with.trustRoot".
-type FieldError struct {
-	Path string
-	Msg  string
+// A Section is one validator type's part of Validate. Validate checks the
+// file's shape around it (names, references, modes, patterns, which fields
+// each type takes and which it requires); the Section checks what the
+// type's settings say (keys, keyless identities, Sigstore material,
+// certificates, option values) by compiling them. Each verify/<type>
+// package exports its Section, built on the very function its New compiles
+// a validator with, so that a policy that passes can be built.
+type Section struct {
+	// Type is the validator type the section checks (TypeCosign, ...).
+	Type string
+	// Validator checks v, a validator of Type found at path (for instance
+	// "validators[2]"), after Validate's own checks of it. It returns the
+	// check of the rules that use v, or nil when they need none.
+	Validator func(e *Errors, path string, v *Validator) RuleCheck
 }
 
-func (e *FieldError) Error() string {
-	if e.Path == "" {
-		return e.Msg // the top level of the file
+// RuleCheck checks the options w of a rule, at path (for instance
+// "policy[3].with"), that uses the validator a Section was given. It runs
+// after Validate's own checks of the rule.
+type RuleCheck func(e *Errors, path string, w With)
+
+// Validate checks p: its shape, which this package knows, and, for each
+// validator whose type has one of sections, what that section finds. With
+// no sections only the shape is checked; verify/validators.Check runs every
+// type's section, and is what a policy must pass to be used. Validate
+// changes nothing in p. The error joins one *FieldError per problem, in the
+// order of the file.
+func (p *Policy) Validate(sections ...Section) error {
+	c := checker{sections: map[string]Section{}, rules: map[*Validator]RuleCheck{}}
+	for _, s := range sections {
+		c.sections[s.Type] = s
 	}
-	return e.Path + ": " + e.Msg
-}
-
-// checker collects every problem instead of stopping at the first, so that
-// one edit-and-reload round fixes a file.
-type checker struct{ errs []error }
-
-func (c *checker) add(path, format string, args ...any) {
-	c.errs = append(c.errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
-}
-
-// Validate checks the policy and fills in what is derived from it
-// (TrustRoot.PublicKey). Parse calls it; call it yourself for a Policy built
-// in code. The error joins one *FieldError per problem.
-func (p *Policy) Validate() error {
-	var c checker
 	c.mode("mode", p.Mode)
 	if len(p.Validators) == 0 {
-		c.add("validators", "at least one validator is required")
+		c.Add("validators", "at least one validator is required")
 	}
 	if len(p.Rules) == 0 {
-		c.add("policy", "at least one rule is required")
+		c.Add("policy", "at least one rule is required")
 	}
 	firstByName := map[string]int{}
 	for i := range p.Validators {
 		path := fmt.Sprintf("validators[%d]", i)
 		v := &p.Validators[i]
 		if v.Name == "" {
-			c.add(path+".name", "must not be empty")
+			c.Add(path+".name", "must not be empty")
 		} else if j, dup := firstByName[v.Name]; dup {
-			c.add(path+".name", "duplicate validator name %q (also validators[%d])", v.Name, j)
+			c.Add(path+".name", "duplicate validator name %q (also validators[%d])", v.Name, j)
 		} else {
 			firstByName[v.Name] = i
 		}
 		c.validator(path, v)
 	}
-	p.patterns = make([]compiledPattern, len(p.Rules))
 	for i := range p.Rules {
-		p.patterns[i] = compilePattern(p.Rules[i].Pattern)
 		c.rule(p, i)
 	}
-	return errors.Join(c.errs...)
+	return c.Err()
+}
+
+// checker is one Validate run: the problems found, the sections to ask,
+// and the rule checks the sections returned, by validator.
+type checker struct {
+	Errors
+	sections map[string]Section
+	rules    map[*Validator]RuleCheck
 }
 
 func (c *checker) mode(path string, m Mode) {
 	if m != "" && m != ModeEnforce && m != ModeAudit {
-		c.add(path, "unknown mode %q (want %q or %q)", m, ModeEnforce, ModeAudit)
+		c.Add(path, "unknown mode %q (want %q or %q)", m, ModeEnforce, ModeAudit)
 	}
 }
 
 func (c *checker) validator(path string, v *Validator) {
 	if v.TrustedRoot != "" && v.Type != TypeCosign {
-		c.add(path+".trustedRoot", "only cosign validators (with keyless trust roots) take a trusted root")
+		c.Add(path+".trustedRoot", "only cosign validators (with keyless trust roots) take a trusted root")
 	}
 	switch v.Type {
 	case TypeStatic:
 		if v.Approve == nil {
-			c.add(path+".approve", "required for a static validator (true or false)")
+			c.Add(path+".approve", "required for a static validator (true or false)")
 		}
 		if len(v.TrustRoots) > 0 {
-			c.add(path+".trustRoots", "a static validator takes no trust roots")
+			c.Add(path+".trustRoots", "a static validator takes no trust roots")
 		}
-	case TypeCosign:
-		c.cosign(path, v)
-	case TypeNotaryV1:
-		c.notaryV1(path, v)
-	case TypeNotation:
-		c.notation(path, v)
+	case TypeCosign, TypeNotaryV1, TypeNotation:
+		if v.Approve != nil {
+			c.Add(path+".approve", "only static validators take approve")
+		}
+		c.host(path, v)
+		c.trustRoots(path, v)
+		if v.Type == TypeCosign && v.TrustedRoot != "" && !v.hasKeyless() {
+			c.Add(path+".trustedRoot", "only keyless trust roots use a trusted root, and validator %q has none", v.Name)
+		}
 	case "":
-		c.add(path+".type", "must be set (%q, %q, %q or %q)", TypeStatic, TypeCosign, TypeNotaryV1, TypeNotation)
+		c.Add(path+".type", "must be set (%q, %q, %q or %q)", TypeStatic, TypeCosign, TypeNotaryV1, TypeNotation)
 	default:
-		c.add(path+".type", "unknown validator type %q (want %q, %q, %q or %q)", v.Type, TypeStatic, TypeCosign, TypeNotaryV1, TypeNotation)
+		c.Add(path+".type", "unknown validator type %q (want %q, %q, %q or %q)", v.Type, TypeStatic, TypeCosign, TypeNotaryV1, TypeNotation)
 	}
-}
-
-func (c *checker) cosign(path string, v *Validator) {
-	if v.Approve != nil {
-		c.add(path+".approve", "only static validators take approve")
-	}
-	if v.Host != nil && v.Host.Server != "" {
-		c.add(path+".host", "a cosign validator takes an object (rekor, rekorPubkey, fulcioCert, ctLogPubkey), not a server name")
-	}
-	if v.Cert != "" {
-		if _, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(v.Cert)); err != nil {
-			c.add(path+".cert", "not PEM certificates: %v", err)
+	if s, ok := c.sections[v.Type]; ok && s.Validator != nil {
+		if check := s.Validator(&c.Errors, path, v); check != nil {
+			c.rules[v] = check
 		}
 	}
-	c.trustRoots(path, v)
-	c.sigstore(path, v)
 }
 
-// trustRoots checks the named keys of a cosign or notaryv1 validator.
+// host checks the shape of `host`, which each type writes differently.
+func (c *checker) host(path string, v *Validator) {
+	if v.Host == nil {
+		return
+	}
+	switch v.Type {
+	case TypeCosign:
+		if v.Host.Server != "" {
+			c.Add(path+".host", "a cosign validator takes an object (rekor, rekorPubkey, fulcioCert, ctLogPubkey), not a server name")
+		}
+	case TypeNotaryV1:
+		if *v.Host != (Host{Server: v.Host.Server}) {
+			c.Add(path+".host", "a notaryv1 validator takes the notary server URL as a string, not an object")
+		}
+	case TypeNotation:
+		c.Add(path+".host", "a notation validator takes no host (signatures are read from the image's registry)")
+	}
+}
+
+// trustRoots checks the names of a validator's trust roots and which
+// fields each root has for the validator's type.
 func (c *checker) trustRoots(path string, v *Validator) {
 	if len(v.TrustRoots) == 0 {
-		c.add(path+".trustRoots", "a %s validator needs at least one trust root", v.Type)
+		c.Add(path+".trustRoots", "a %s validator needs at least one trust root", v.Type)
 	}
 	firstByName := map[string]int{}
 	for i := range v.TrustRoots {
 		rpath := fmt.Sprintf("%s.trustRoots[%d]", path, i)
 		r := &v.TrustRoots[i]
 		if r.Name == "" {
-			c.add(rpath+".name", "must not be empty")
+			c.Add(rpath+".name", "must not be empty")
 		} else if j, dup := firstByName[r.Name]; dup {
-			c.add(rpath+".name", "duplicate trust root name %q (also trustRoots[%d])", r.Name, j)
+			c.Add(rpath+".name", "duplicate trust root name %q (also trustRoots[%d])", r.Name, j)
 		} else {
 			firstByName[r.Name] = i
 		}
-		c.trustRoot(rpath, r, v.Type)
+		if v.Type == TypeNotation {
+			c.certRoot(rpath, r)
+		} else {
+			c.keyRoot(rpath, r, v.Type)
+		}
 	}
 }
 
-func (c *checker) trustRoot(path string, r *TrustRoot, typ string) {
-	r.PublicKey = nil // never keep a key from an earlier Validate
+// keyRoot checks a cosign or notaryv1 root: a key, or (cosign) a keyless
+// identity.
+func (c *checker) keyRoot(path string, r *TrustRoot, typ string) {
 	if r.Cert != "" || r.TSCert != "" {
-		c.add(path, "cert and tsCert belong to notation trust roots; a %s trust root takes key", typ)
+		c.Add(path, "cert and tsCert belong to notation trust roots; a %s trust root takes key", typ)
 	}
 	switch {
 	case r.Keyless != nil && typ == TypeNotaryV1:
-		c.add(path+".keyless", "a notaryv1 trust root is the repository's root public key (key), not a keyless identity")
+		c.Add(path+".keyless", "a notaryv1 trust root is the repository's root public key (key), not a keyless identity")
 	case r.Keyless != nil && r.Key != "":
-		c.add(path, "give key or keyless, not both")
-	case r.Keyless != nil:
-		c.keyless(path+".keyless", r.Keyless)
-	case r.Key == "":
-		c.add(path+".key", "required (an inline PEM public key)")
-	default:
-		pub, err := parseKey(r.Key)
-		if err != nil {
-			c.add(path+".key", "%v", err)
-			return
-		}
-		if _, ok := pub.(ed25519.PublicKey); ok && typ == TypeNotaryV1 {
-			// Notary root keys are X.509 certificates of ECDSA or RSA keys.
-			c.add(path+".key", "an Ed25519 key cannot be a notary root key (notary roots are ECDSA or RSA)")
-			return
-		}
-		r.PublicKey = pub
+		c.Add(path, "give key or keyless, not both")
+	case r.Keyless == nil && r.Key == "":
+		c.Add(path+".key", "required (an inline PEM public key)")
+	}
+}
+
+// certRoot checks a notation root: X.509 certificates, never keys.
+func (c *checker) certRoot(path string, r *TrustRoot) {
+	if r.Key != "" {
+		c.Add(path+".key", "a notation trust root is X.509 certificates (cert), not a public key")
+	}
+	if r.Keyless != nil {
+		c.Add(path+".keyless", "a notation trust root is X.509 certificates (cert), not a keyless identity")
+	}
+	if strings.TrimSpace(r.Cert) == "" {
+		c.Add(path+".cert", "required (PEM CA certificates, or a self-signed signing certificate)")
 	}
 }
 
 func (c *checker) rule(p *Policy, idx int) {
 	path, r := fmt.Sprintf("policy[%d]", idx), &p.Rules[idx]
-	if err := p.pattern(idx).err; err != nil {
-		c.add(path+".pattern", "%q: %v", r.Pattern, err)
+	if err := checkPattern(r.Pattern); err != nil {
+		c.Add(path+".pattern", "%q: %v", r.Pattern, err)
 	}
 	for i, ns := range r.Namespaces {
 		if !isDNSLabel(ns) {
-			c.add(fmt.Sprintf("%s.namespaces[%d]", path, i), "%q is not a valid namespace name (DNS-1123 label: lower-case letters, digits and '-', at most 63)", ns)
+			c.Add(fmt.Sprintf("%s.namespaces[%d]", path, i), "%q is not a valid namespace name (DNS-1123 label: lower-case letters, digits and '-', at most 63)", ns)
 		}
 	}
 	c.mode(path+".mode", r.Mode)
 	switch r.With.Mode {
 	case "", "mutate", "insecureValidateOnly":
 	default:
-		c.add(path+".with.mode", "unknown mode %q (want \"mutate\" or \"insecureValidateOnly\"; both are ignored at the node)", r.With.Mode)
+		c.Add(path+".with.mode", "unknown mode %q (want \"mutate\" or \"insecureValidateOnly\"; both are ignored at the node)", r.With.Mode)
 	}
 	v := p.Validator(r.validatorName())
 	switch {
 	case v == nil && r.Validator == "":
-		c.add(path+".validator", "not set, and there is no validator named %q to default to", DefaultName)
+		c.Add(path+".validator", "not set, and there is no validator named %q to default to", DefaultName)
 	case v == nil:
-		c.add(path+".validator", "no validator named %q", r.Validator)
-	case v.Type == TypeStatic:
-		if !isZeroWith(r.With) {
-			c.add(path+".with", "validator %q is static and takes no options", v.Name)
+		c.Add(path+".validator", "no validator named %q", r.Validator)
+	default:
+		c.with(path+".with", r.With, v)
+		if check := c.rules[v]; check != nil {
+			check(&c.Errors, path+".with", r.With)
 		}
-	case v.Type == TypeCosign:
-		c.cosignWith(path+".with", r.With, v)
-	case v.Type == TypeNotaryV1:
-		c.notaryV1With(path+".with", r.With, v)
-	case v.Type == TypeNotation:
-		c.notationWith(path+".with", r.With, v)
-	}
-	if v != nil && v.Type != TypeNotation && v.Type != TypeStatic {
-		if r.With.VerificationLevel != "" {
-			c.add(path+".with.verificationLevel", "only notation validators take a verification level (validator %q is %s)", v.Name, v.Type)
-		}
-		if r.With.VerifyTimestamp != "" {
-			c.add(path+".with.verifyTimestamp", "only notation validators take verifyTimestamp (validator %q is %s)", v.Name, v.Type)
-		}
-		if len(r.With.TrustedIdentities) > 0 {
-			c.add(path+".with.trustedIdentities", "only notation validators take trusted identities (validator %q is %s)", v.Name, v.Type)
-		}
-	}
-	if v != nil {
-		c.attestations(path+".with.attestations", r.With, v)
 	}
 }
 
-func (c *checker) cosignWith(path string, w With, v *Validator) {
+// with checks which of a rule's options its validator's type takes, and
+// the trust roots they name.
+func (c *checker) with(path string, w With, v *Validator) {
+	switch v.Type {
+	case TypeStatic:
+		if !isZeroWith(w) {
+			c.Add(path, "validator %q is static and takes no options", v.Name)
+		}
+	case TypeCosign:
+		c.selection(path, w, v)
+		c.noDelegations(path, w)
+	case TypeNotaryV1:
+		c.notaryV1With(path, w, v)
+	case TypeNotation:
+		// trustRoot, threshold and required mean what they mean for cosign.
+		c.selection(path, w, v)
+		c.noDelegations(path, w)
+		c.noTransparency(path, w)
+	}
+	if v.Type != TypeNotation && v.Type != TypeStatic {
+		if w.VerificationLevel != "" {
+			c.Add(path+".verificationLevel", "only notation validators take a verification level (validator %q is %s)", v.Name, v.Type)
+		}
+		if w.VerifyTimestamp != "" {
+			c.Add(path+".verifyTimestamp", "only notation validators take verifyTimestamp (validator %q is %s)", v.Name, v.Type)
+		}
+		if len(w.TrustedIdentities) > 0 {
+			c.Add(path+".trustedIdentities", "only notation validators take trusted identities (validator %q is %s)", v.Name, v.Type)
+		}
+	}
+	if len(w.Attestations) > 0 && v.Type != TypeCosign {
+		c.Add(path+".attestations", "only cosign validators take attestations (validator %q is %s)", v.Name, v.Type)
+	}
+}
+
+// selection checks trustRoot, required and threshold (cosign, notation).
+func (c *checker) selection(path string, w With, v *Validator) {
 	selected := w.Selected(v)
 	if w.TrustRoot != AllTrustRoots && v.TrustRoot(selected[0]) == nil {
-		c.add(path+".trustRoot", "validator %q has no trust root named %q", v.Name, selected[0])
+		c.Add(path+".trustRoot", "validator %q has no trust root named %q", v.Name, selected[0])
 	}
 	for i, name := range w.Required {
 		rpath := fmt.Sprintf("%s.required[%d]", path, i)
 		switch {
 		case v.TrustRoot(name) == nil:
-			c.add(rpath, "validator %q has no trust root named %q", v.Name, name)
+			c.Add(rpath, "validator %q has no trust root named %q", v.Name, name)
 		case !slices.Contains(selected, name):
-			c.add(rpath, "trust root %q is not selected by trustRoot %q", name, selected[0])
+			c.Add(rpath, "trust root %q is not selected by trustRoot %q", name, selected[0])
 		case slices.Index(w.Required, name) < i:
-			c.add(rpath, "trust root %q is listed twice", name)
+			c.Add(rpath, "trust root %q is listed twice", name)
 		}
 	}
 	if w.Threshold != nil {
 		t := *w.Threshold
 		switch {
 		case t < 1:
-			c.add(path+".threshold", "%d is less than 1", t)
+			c.Add(path+".threshold", "%d is less than 1", t)
 		case t > len(selected):
-			c.add(path+".threshold", "%d is more than the %d selected trust root(s)", t, len(selected))
+			c.Add(path+".threshold", "%d is more than the %d selected trust root(s)", t, len(selected))
 		case t < len(w.Required):
-			c.add(path+".threshold", "%d is less than the %d required trust roots", t, len(w.Required))
+			c.Add(path+".threshold", "%d is less than the %d required trust roots", t, len(w.Required))
 		}
 	}
-	if len(w.Delegations) > 0 {
-		c.add(path+".delegations", "delegations are for notaryv1 validators")
-	}
-	c.keylessWith(path, w, v, selected)
 }
 
-func (c *checker) notaryV1(path string, v *Validator) {
-	if v.Approve != nil {
-		c.add(path+".approve", "only static validators take approve")
+func (c *checker) noDelegations(path string, w With) {
+	if len(w.Delegations) > 0 {
+		c.Add(path+".delegations", "delegations are for notaryv1 validators")
 	}
-	if v.Host != nil && *v.Host != (Host{Server: v.Host.Server}) {
-		c.add(path+".host", "a notaryv1 validator takes the notary server URL as a string, not an object")
-	} else if _, err := NotaryServer(v); err != nil {
-		c.add(path+".host", "%v", err)
+}
+
+func (c *checker) noTransparency(path string, w With) {
+	if w.VerifyInTransparencyLog != nil || w.VerifySCT != nil {
+		c.Add(path, "verifyInTransparencyLog and verifySCT are for cosign validators")
 	}
-	if v.Cert != "" {
-		if _, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(v.Cert)); err != nil {
-			c.add(path+".cert", "not PEM certificates: %v", err)
-		}
-	}
-	c.trustRoots(path, v)
 }
 
 func (c *checker) notaryV1With(path string, w With, v *Validator) {
 	selected := w.Selected(v)
 	if w.TrustRoot != AllTrustRoots && v.TrustRoot(selected[0]) == nil {
-		c.add(path+".trustRoot", "validator %q has no trust root named %q", v.Name, selected[0])
+		c.Add(path+".trustRoot", "validator %q has no trust root named %q", v.Name, selected[0])
 	}
 	// Connaisseur's notaryv1 validator has no threshold: every selected
 	// root key must have signed the root metadata. Accepting the cosign
 	// options here would suggest otherwise.
 	if w.Threshold != nil {
-		c.add(path+".threshold", "threshold is for cosign validators; a notaryv1 rule needs every selected root key")
+		c.Add(path+".threshold", "threshold is for cosign validators; a notaryv1 rule needs every selected root key")
 	}
 	if len(w.Required) > 0 {
-		c.add(path+".required", "required is for cosign validators; a notaryv1 rule needs every selected root key")
+		c.Add(path+".required", "required is for cosign validators; a notaryv1 rule needs every selected root key")
 	}
-	if w.VerifyInTransparencyLog != nil || w.VerifySCT != nil {
-		c.add(path, "verifyInTransparencyLog and verifySCT are for cosign validators")
-	}
-	seen := map[string]int{}
-	for i, d := range w.Delegations {
-		dpath := fmt.Sprintf("%s.delegations[%d]", path, i)
-		role := NotaryDelegationRole(d)
-		name := strings.TrimPrefix(role, notaryTargets)
-		switch {
-		case name == "":
-			c.add(dpath, "must not be empty")
-		case len(role) > 255 || !delegationName.MatchString(name):
-			c.add(dpath, "%q is not a notary delegation name (lower-case letters, digits, '-' and '_', path segments separated by '/')", d)
-		default:
-			if j, dup := seen[role]; dup {
-				c.add(dpath, "delegation %q is listed twice (also delegations[%d])", role, j)
-			} else {
-				seen[role] = i
-			}
-		}
-	}
-}
-
-// TypeNotaryV1 is the Notary v1 (Docker Content Trust) validator type.
-const TypeNotaryV1 = "notaryv1"
-
-// DefaultNotaryServer is the server of a notaryv1 validator without host:
-// Docker Hub's notary, as in Connaisseur.
-const DefaultNotaryServer = "https://notary.docker.io"
-
-const notaryTargets = "targets/"
-
-// delegationName is notary's delegation name grammar (tuf/data.IsDelegation)
-// without the "targets/" prefix, and without empty or dot segments.
-var delegationName = regexp.MustCompile(`^[-a-z0-9_]+(/[-a-z0-9_]+)*$`)
-
-// NotaryDelegationRole returns the notary role of a with.delegations entry:
-// "releases" and "targets/releases" both name the role "targets/releases"
-// (Connaisseur's reading).
-func NotaryDelegationRole(name string) string {
-	if strings.HasPrefix(name, notaryTargets) {
-		return name
-	}
-	return notaryTargets + name
-}
-
-// NotaryServer returns the notary server of a notaryv1 validator: host as
-// given, with https:// when it names no scheme (as Connaisseur reads it),
-// or DefaultNotaryServer when host is unset. The URL has no trailing slash.
-func NotaryServer(v *Validator) (*url.URL, error) {
-	raw := DefaultNotaryServer
-	if v.Host != nil && strings.TrimSpace(v.Host.Server) != "" {
-		raw = strings.TrimSpace(v.Host.Server)
-	}
-	if !strings.Contains(raw, "://") {
-		raw = "https://" + raw
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("not a URL: %w", err)
-	}
-	u.Scheme = strings.ToLower(u.Scheme)
-	switch {
-	case u.Scheme != "https" && u.Scheme != "http":
-		return nil, fmt.Errorf("%q: scheme must be https or http", raw)
-	case u.Hostname() == "":
-		return nil, fmt.Errorf("%q: no host", raw)
-	case u.User != nil:
-		// Credentials come from the docker config, never from the policy.
-		return nil, fmt.Errorf("%q: credentials in the URL are not allowed", u.Redacted())
-	case u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
-		return nil, fmt.Errorf("%q: a query or fragment is not allowed", raw)
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	return u, nil
+	c.noTransparency(path, w)
 }
 
 func isZeroWith(w With) bool {

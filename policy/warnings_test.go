@@ -45,3 +45,13 @@ policy:
 		}
 	}
 }
+
+// A key-based rule asking for the log loads, with a warning that key roots
+// are verified without one.
+func TestKeylessSwitchesOnKeyRootWarn(t *testing.T) {
+	p := mustParse(t, "validators: [{name: default, type: cosign, trustRoots: [{name: default, key: KEY_P256}]}]\npolicy: [{pattern: '*', with: {verifyInTransparencyLog: true, verifySCT: true}}]")
+	ws := strings.Join(p.Warnings(), "\n")
+	if !strings.Contains(ws, "policy[0] (*).with: verifyInTransparencyLog/verifySCT apply to keyless trust roots only") {
+		t.Fatalf("warnings: %q", ws)
+	}
+}

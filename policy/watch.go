@@ -23,21 +23,22 @@ const (
 )
 
 // Watch follows the policy file at path until ctx is done, then returns nil.
-// It reads the file at once and after every change, and calls onLoad with
-// the new policy when the content is valid and its Version differs from the
-// last one loaded, or onError when the file can not be read or is invalid
-// (once per distinct bad content or read error). The caller keeps using its
-// last good policy on error. Both callbacks run on Watch's goroutine, one at
-// a time.
+// It reads the file at once and after every change, parses it with
+// ParseWith(data, check) (the daemon's check is verify/validators.Check),
+// and calls onLoad with the new policy when it passes and its Version
+// differs from the last one loaded, or onError when the file can not be read
+// or is invalid (once per distinct bad content or read error). The caller
+// keeps using its last good policy on error. All callbacks run on Watch's
+// goroutine, one at a time.
 //
 // It watches the file's directory, not the file: Kubernetes updates a
 // mounted ConfigMap by swapping the "..data" symlink, which never touches
 // the file's own name. Any event in the directory triggers a re-read.
-func Watch(ctx context.Context, path string, onLoad func(*Policy), onError func(error)) error {
+func Watch(ctx context.Context, path string, check func(*Policy) error, onLoad func(*Policy), onError func(error)) error {
 	if path == "" || onLoad == nil || onError == nil {
 		return errors.New("watch policy: path, onLoad and onError are required")
 	}
-	w := &watcher{path: path, onLoad: onLoad, onError: onError}
+	w := &watcher{path: path, check: check, onLoad: onLoad, onError: onError}
 
 	var events <-chan fsnotify.Event
 	var watchErrs <-chan error
@@ -90,6 +91,7 @@ func Watch(ctx context.Context, path string, onLoad func(*Policy), onError func(
 // re-parsed nor re-reported.
 type watcher struct {
 	path    string
+	check   func(*Policy) error
 	onLoad  func(*Policy)
 	onError func(error)
 
@@ -116,7 +118,7 @@ func (w *watcher) reload() {
 		return
 	}
 	w.seen = h
-	p, err := Parse(data)
+	p, err := ParseWith(data, w.check)
 	if err != nil {
 		w.onError(fmt.Errorf("load policy %s: %w", w.path, err))
 		return

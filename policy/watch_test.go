@@ -75,7 +75,7 @@ func startWatch(t *testing.T, path string) (loads chan *Policy, errs chan error)
 	loads, errs = make(chan *Policy, 16), make(chan error, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Watch(ctx, path, func(p *Policy) { loads <- p }, func(err error) { errs <- err }) }()
+	go func() { done <- Watch(ctx, path, nil, func(p *Policy) { loads <- p }, func(err error) { errs <- err }) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -179,10 +179,10 @@ func TestWatchPlainFile(t *testing.T) {
 }
 
 func TestWatchArguments(t *testing.T) {
-	if err := Watch(context.Background(), "", func(*Policy) {}, func(error) {}); err == nil {
+	if err := Watch(context.Background(), "", nil, func(*Policy) {}, func(error) {}); err == nil {
 		t.Error("Watch with no path returned nil")
 	}
-	if err := Watch(context.Background(), "x", nil, func(error) {}); err == nil {
+	if err := Watch(context.Background(), "x", nil, nil, func(error) {}); err == nil {
 		t.Error("Watch with no onLoad returned nil")
 	}
 }

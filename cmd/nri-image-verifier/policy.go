@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/validators"
 )
 
 func policyCmd(args []string, stdout, stderr io.Writer) int {
@@ -32,7 +33,7 @@ func policyCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: nri-image-verifier policy check FILE")
 		return exitUsage
 	}
-	pol, err := policy.Load(fs.Arg(0))
+	pol, err := policy.LoadWith(fs.Arg(0), validators.Check)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: invalid policy:\n%v\n", fs.Arg(0), err)
 		return exitDeny
@@ -54,7 +55,7 @@ func policyMatch(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: nri-image-verifier policy match --policy FILE [--namespace NS] IMAGE")
 		return exitUsage
 	}
-	pol, err := policy.Load(*file)
+	pol, err := policy.LoadWith(*file, validators.Check)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: invalid policy:\n%v\n", *file, err)
 		return exitDeny

@@ -18,6 +18,7 @@ import (
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/report"
 	"github.com/nri-image-verifier/nri-image-verifier/report/events"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/validators"
 )
 
 // runCmd is the node daemon: it connects to containerd's NRI socket and
@@ -104,7 +105,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, int) {
 // watchPolicy reloads the policy when its file changes. A new version that
 // does not load or build is rejected and the last good one stays in force.
 func watchPolicy(ctx context.Context, path string, g *gate.Gate, m *report.Metrics, log *slog.Logger) {
-	err := policy.Watch(ctx, path,
+	err := policy.Watch(ctx, path, validators.Check,
 		func(p *policy.Policy) {
 			if p.Version == g.Policy().Version {
 				return // the watch's first read, or a touch without change

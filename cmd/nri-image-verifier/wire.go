@@ -50,7 +50,7 @@ func (f *verifierFlags) build() (*gate.Gate, *registry.Client, error) {
 	if f.policy == "" {
 		return nil, nil, fmt.Errorf("--policy is required")
 	}
-	pol, err := policy.Load(f.policy)
+	pol, err := policy.LoadWith(f.policy, validators.Check)
 	if err != nil {
 		return nil, nil, fmt.Errorf("invalid policy %s:\n%w", f.policy, err)
 	}

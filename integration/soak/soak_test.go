@@ -306,7 +306,7 @@ func setup(t *testing.T) *soak {
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		_ = policy.Watch(ctx, s.policyFile,
+		_ = policy.Watch(ctx, s.policyFile, validators.Check,
 			func(p *policy.Policy) {
 				if p.Version == g.Policy().Version {
 					return

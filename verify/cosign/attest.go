@@ -24,7 +24,7 @@ const (
 
 // need is one required attestation and what the search found for it.
 type need struct {
-	want *policy.CompiledAttestation
+	want *attestation
 	met  bool
 	note string
 	rank int
@@ -63,9 +63,9 @@ type attestSearch struct {
 func (v *Verifier) attested(ctx context.Context, repo name.Repository, cands []string, roots []*trustRoot, names []string, with policy.With) (string, error) {
 	s := &attestSearch{v: v, repo: repo, roots: roots, names: names, with: with}
 	for i, a := range with.Attestations {
-		c, err := a.Compiled()
+		c, err := v.attestations.get(a)
 		if err != nil {
-			// Validate rejects these; a Policy built in code may not have.
+			// Check rejects these; a Policy built in code may not have.
 			return fmt.Sprintf("attestations[%d]: %v", i, err), nil
 		}
 		s.needs = append(s.needs, &need{want: c})
@@ -110,7 +110,7 @@ func (s *attestSearch) unmet() *need {
 // wanted says whether some unmet requirement is of predicate type pt.
 func (s *attestSearch) wanted(pt string) bool {
 	for _, n := range s.needs {
-		if !n.met && n.want.PredicateType == pt {
+		if !n.met && n.want.predicateType == pt {
 			return true
 		}
 	}
@@ -146,7 +146,7 @@ func (s *attestSearch) candidate(ctx context.Context, cand string, want []byte) 
 // reasons; claimedBy is the annotation that holds a descriptor's claimed
 // predicate type.
 func (s *attestSearch) each(ctx context.Context, cand string, todo []v1.Descriptor, kind, claimedBy string, examine func(v1.Descriptor) (*examined, error)) {
-	if limit := s.v.reg.Limits().MaxSignatures; len(todo) > limit {
+	if limit := s.v.base.Reg.Limits().MaxSignatures; len(todo) > limit {
 		s.skipped += len(todo) - limit
 		todo = todo[:limit]
 	}
@@ -182,7 +182,7 @@ func (s *attestSearch) fetchFailed(err error) {
 func (s *attestSearch) apply(ctx context.Context, cand, ref, claimed string, e *examined) {
 	used := false
 	for _, n := range s.needs {
-		pt := n.want.PredicateType
+		pt := n.want.predicateType
 		switch {
 		case n.met:
 		case e.rank == attRankKey:
@@ -196,7 +196,7 @@ func (s *attestSearch) apply(ctx context.Context, cand, ref, claimed string, e *
 		case e.predicateType != pt:
 		default:
 			used = true
-			if err := n.want.Check(ctx, *e.statement); err != nil {
+			if err := n.want.check(ctx, *e.statement); err != nil {
 				n.fail(attRankCondition, "attestation %s (%s of %s): %v", pt, ref, cand, err)
 				continue
 			}
@@ -211,7 +211,7 @@ func (s *attestSearch) apply(ctx context.Context, cand, ref, claimed string, e *
 
 // reason is the one line for a requirement that was not met.
 func (s *attestSearch) reason(n *need, cands []string) string {
-	pt := n.want.PredicateType
+	pt := n.want.predicateType
 	var r string
 	switch n.rank {
 	case attRankCondition, attRankDigest, attRankContent:
@@ -240,7 +240,7 @@ func (s *attestSearch) reason(n *need, cands []string) string {
 func (v *Verifier) withAttestations(ctx context.Context, repo name.Repository, cands []string, roots []*trustRoot, names []string, with policy.With, signed verify.Verdict) (verify.Verdict, error) {
 	reason, err := v.attested(ctx, repo, cands, roots, names, with)
 	if err != nil {
-		return verify.Verdict{}, fmt.Errorf("cosign validator %q: %w", v.validator.Name, err)
+		return verify.Verdict{}, v.base.Transient(err)
 	}
 	if reason != "" {
 		return verify.Verdict{Reason: reason, Signers: signed.Signers}, nil

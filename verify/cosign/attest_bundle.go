@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 )
@@ -26,7 +25,7 @@ type examined struct {
 	// statement is set when the bundle verified with a selected root for
 	// the candidate digest and holds a readable statement. Its Predicate
 	// is decoded only when some requirement asks for its type.
-	statement *policy.Statement
+	statement *statement
 	rank      int
 	note      string
 }
@@ -101,12 +100,12 @@ func (s *attestSearch) read(b *bundle.Bundle, res *sgverify.VerificationResult, 
 		return &examined{predicateType: pt, rank: attRankContent,
 			note: fmt.Sprintf("attestation %s (%s of %s) has statement type %q, not an in-toto statement", pt, ref, cand, raw.Type)}
 	}
-	st := &policy.Statement{PredicateType: pt}
+	st := &statement{PredicateType: pt}
 	if !s.wanted(pt) {
 		return &examined{predicateType: pt, statement: st}
 	}
 	for _, sub := range raw.Subject {
-		st.Subject = append(st.Subject, policy.Subject{Name: sub.Name, Digest: sub.Digest})
+		st.Subject = append(st.Subject, statementSubject{Name: sub.Name, Digest: sub.Digest})
 	}
 	if len(raw.Predicate) > 0 {
 		if err := json.Unmarshal(raw.Predicate, &st.Predicate); err != nil {

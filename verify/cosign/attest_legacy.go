@@ -37,7 +37,7 @@ func attTag(repo name.Repository, digest string) name.Tag {
 // in annotations, which this does not read, so they never count).
 func (s *attestSearch) legacyCandidate(ctx context.Context, cand string, want []byte) {
 	tag := attTag(s.repo, cand)
-	m, err := s.v.reg.Manifest(ctx, tag)
+	m, err := s.v.base.Reg.Manifest(ctx, tag)
 	if registry.IsNotFound(err) {
 		return
 	}
@@ -61,7 +61,7 @@ func (s *attestSearch) legacyCandidate(ctx context.Context, cand string, want []
 		todo = append(todo, l)
 	}
 	s.each(ctx, cand, todo, "layer", legacyPredicateAnnotation, func(l v1.Descriptor) (*examined, error) {
-		raw, err := s.v.reg.Blob(ctx, s.repo.Digest(l.Digest.String()))
+		raw, err := s.v.base.Reg.Blob(ctx, s.repo.Digest(l.Digest.String()))
 		if registry.IsNotFound(err) {
 			return unusable(attRankContent, "layer %s of %s is missing from the registry", l.Digest, tag.TagStr()), nil
 		}

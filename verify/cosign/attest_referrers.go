@@ -38,7 +38,7 @@ func (v *Verifier) referrers(ctx context.Context, repo name.Repository, cand str
 			return slices.Clone(descs), nil
 		}
 	}
-	descs, err := v.reg.Referrers(ctx, repo.Digest(cand), bundleMediaType)
+	descs, err := v.base.Reg.Referrers(ctx, repo.Digest(cand), bundleMediaType)
 	if err != nil || l == nil {
 		return descs, err
 	}

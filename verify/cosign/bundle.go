@@ -41,7 +41,7 @@ func (v *Verifier) bundles(ctx context.Context, repo name.Repository, cand strin
 		sigs = append(sigs, d)
 	}
 	var res result
-	if limit := v.reg.Limits().MaxSignatures; len(sigs) > limit {
+	if limit := v.base.Reg.Limits().MaxSignatures; len(sigs) > limit {
 		res.skipped, sigs = len(sigs)-limit, sigs[:limit]
 	}
 	want, err := hex.DecodeString(strings.TrimPrefix(cand, "sha256:"))
@@ -99,7 +99,7 @@ func (v *Verifier) checkBundle(ctx context.Context, repo name.Repository, cand s
 // error (it could not be fetched). Signatures and attestations both read
 // bundles here.
 func (v *Verifier) fetchBundle(ctx context.Context, repo name.Repository, cand string, d v1.Descriptor) (*bundle.Bundle, string, error) {
-	m, err := v.reg.Manifest(ctx, repo.Digest(d.Digest.String()))
+	m, err := v.base.Reg.Manifest(ctx, repo.Digest(d.Digest.String()))
 	if registry.IsNotFound(err) {
 		return nil, "", nil // deleted since listed
 	}
@@ -130,7 +130,7 @@ func (v *Verifier) fetchBundle(ctx context.Context, repo name.Repository, cand s
 	if layer == nil {
 		return nil, fmt.Sprintf("bundle referrer %s of %s has no bundle layer", d.Digest, cand), nil
 	}
-	raw, err := v.reg.Blob(ctx, repo.Digest(layer.Digest.String()))
+	raw, err := v.base.Reg.Blob(ctx, repo.Digest(layer.Digest.String()))
 	if registry.IsNotFound(err) {
 		return nil, fmt.Sprintf("bundle %s of referrer %s is missing from the registry", layer.Digest, d.Digest), nil
 	}

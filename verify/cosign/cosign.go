@@ -1,13 +1,18 @@
-// Package cosign is the cosign validator. It finds an image's signatures
-// in both formats cosign writes, the v2 `sha256-<hex>.sig` tag
+// Package cosign answers: did the policy's cosign trust roots sign this
+// image digest, and attest it as the rule asks? It finds an image's
+// signatures in both formats cosign writes, the v2 `sha256-<hex>.sig` tag
 // (simple-signing payload) and the v3 Sigstore bundle attached as an OCI 1.1
 // referrer (DSSE in-toto statement), and checks them against the policy's
 // trust roots: a public key, or a keyless (Fulcio) identity whose
 // certificate chain, Rekor entry and SCT are verified offline with the
 // validator's Sigstore material (see keyless.go). It also checks the
-// in-toto attestations a rule requires (see attest.go). No TUF root is
-// fetched, no transparency log is queried, and nothing is dialled but the
-// image's registry.
+// in-toto attestations a rule requires (see attest.go).
+//
+// It owns the cosign section of the policy: Section (section.go) checks
+// it with compile, the very function New builds the roots from. It must
+// not know NRI, Kubernetes or the gate. No TUF root is fetched, no
+// transparency log is queried, and nothing is dialled but the image's
+// registry.
 //
 // A signature counts for a trust root when it verifies with the root's key
 // (or, for a keyless root, with a certificate that the root's checks
@@ -21,45 +26,53 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/attached"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
 )
 
 // Verifier is a cosign validator. It is safe for concurrent use.
 type Verifier struct {
-	validator *policy.Validator
-	reg       *registry.Client
-	roots     map[string]*trustRoot
+	base attached.Validator[*trustRoot]
 	// hints remembers, per repository, where the signatures that met a
 	// policy were found, so that the next digest of the repository looks
 	// there first (see lookups).
 	hints hints
+	// attestations are the rules' required attestations, compiled once.
+	attestations attestations
 }
 
 var _ verify.Verifier = (*Verifier)(nil)
 
-// New builds the validator's trust roots (parsed keys) once.
+// New builds the validator's trust roots (parsed keys, keyless identities
+// and their Sigstore material) once, compiled by the function its Section
+// checks them with.
 func New(v *policy.Validator, reg *registry.Client) (*Verifier, error) {
-	if v == nil {
-		return nil, fmt.Errorf("cosign validator: none given")
+	base, err := attached.New(policy.TypeCosign, v, reg, buildRoots)
+	if err != nil {
+		return nil, err
 	}
-	if reg == nil {
-		return nil, fmt.Errorf("cosign validator %q: no registry client", v.Name)
-	}
-	if len(v.TrustRoots) == 0 {
-		return nil, fmt.Errorf("cosign validator %q: no trust roots", v.Name)
+	return &Verifier{base: base}, nil
+}
+
+// buildRoots compiles v's section and builds its trust roots, by name.
+func buildRoots(v *policy.Validator) (map[string]*trustRoot, error) {
+	var problems policy.Errors
+	compiled := compile(&problems, "", v)
+	if err := problems.Err(); err != nil {
+		return nil, err
 	}
 	roots := make(map[string]*trustRoot, len(v.TrustRoots))
 	for _, tr := range v.TrustRoots {
-		r, err := newRoot(tr, v.Sigstore)
+		r, err := compiled.root(tr)
 		if err != nil {
-			return nil, fmt.Errorf("cosign validator %q: %w", v.Name, err)
+			return nil, err
 		}
 		roots[tr.Name] = r
 	}
-	return &Verifier{validator: v, reg: reg, roots: roots}, nil
+	return roots, nil
 }
 
 // Verify looks up the signatures of s's candidate digests (see
@@ -73,24 +86,17 @@ func New(v *policy.Validator, reg *registry.Client) (*Verifier, error) {
 // name only the roots found by then. Lookups that might still be needed are
 // never skipped: see lookups for the order they are made in.
 func (v *Verifier) Verify(ctx context.Context, s verify.Subject, with policy.With) (verify.Verdict, error) {
-	names := with.Selected(v.validator)
-	roots := make([]*trustRoot, 0, len(names))
-	for _, n := range names {
-		r, ok := v.roots[n]
-		if !ok {
-			return deny("trust root %q is not defined in cosign validator %q", n, v.validator.Name), nil
-		}
-		roots = append(roots, r.forRule(with))
+	sel, reason := v.base.Select(with)
+	if reason != "" {
+		return deny("%s", reason), nil
 	}
-	// Never below 1: a cosign rule never admits an unsigned image.
-	threshold, required := with.Need(v.validator)
-
-	repo, err := name.NewRepository(s.Repository)
-	if err != nil {
-		return deny("repository %q is not valid: %v", s.Repository, err), nil
+	roots, names := sel.Roots, sel.Names
+	for i, r := range roots {
+		roots[i] = r.forRule(with)
 	}
-	if _, err := v1.NewHash(s.Digest); err != nil {
-		return deny("image digest %q is not valid: %v", s.Digest, err), nil
+	repo, reason := attached.Repository(s)
+	if reason != "" {
+		return deny("%s", reason), nil
 	}
 
 	// The top-level digest is a candidate whatever the chain check finds,
@@ -103,19 +109,16 @@ func (v *Verifier) Verify(ctx context.Context, s verify.Subject, with policy.Wit
 	t := newTally(len(roots))
 	run := newLookups(lctx, v, repo, roots, t, v.hints.get(s.Repository))
 	cands, err := run.wait(s.Digest, func(ctx context.Context) ([]string, error) {
-		return v.reg.Candidates(ctx, repo, s.Digest, s.ConfigDigest)
-	}, func() bool { return t.met(threshold, required, names) })
+		return v.base.Candidates(ctx, repo, s)
+	}, func() bool { return t.met(sel.Threshold, sel.Required, names) })
 	// Whatever is still in flight is moot: the answer is known.
 	cancel()
 	run.wg.Wait()
 	if err != nil {
-		if registry.IsDefinitive(err) {
-			return deny("%v", err), nil
-		}
-		return verify.Verdict{}, fmt.Errorf("cosign validator %q: %w", v.validator.Name, err)
+		return v.base.Failed(err)
 	}
 
-	verdict := t.verdict(cands, names, threshold, required)
+	verdict := t.verdict(cands, names, sel.Threshold, sel.Required)
 	if verdict.Allowed {
 		v.hints.put(s.Repository, t.contributed())
 		if len(with.Attestations) == 0 {
@@ -126,7 +129,7 @@ func (v *Verifier) Verify(ctx context.Context, s verify.Subject, with policy.Wit
 	}
 	if t.err != nil {
 		// A signature we could not fetch might have met the policy.
-		return verify.Verdict{}, fmt.Errorf("cosign validator %q: %w", v.validator.Name, t.err)
+		return verify.Verdict{}, v.base.Transient(t.err)
 	}
 	return verdict, nil
 }

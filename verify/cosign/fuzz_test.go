@@ -9,7 +9,6 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
-	"github.com/nri-image-verifier/nri-image-verifier/policy"
 )
 
 const fuzzDigest = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
@@ -40,7 +39,7 @@ func FuzzBundle(f *testing.F) {
 	f.Add(good)
 	f.Add(testimage.BundleJSON(f, "127.0.0.1:5000/app", fuzzDigest, signer, testimage.SignOptions{Tamper: true}))
 	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`))
-	root, err := newTrustRoot(policy.TrustRoot{Name: "default", PublicKey: signer.PublicKey()})
+	root, err := newKeyRoot("default", signer.PublicKey())
 	if err != nil {
 		f.Fatal(err)
 	}

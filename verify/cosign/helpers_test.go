@@ -13,7 +13,6 @@ import (
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 )
 
 // format is one way cosign stores a signature.
@@ -33,17 +32,13 @@ type root struct {
 	signer *testimage.Signer
 }
 
-// newValidator builds a cosign policy validator as the policy loader
-// would: PEM keys, parsed.
+// newValidator builds a cosign policy validator as a policy file would
+// have it: PEM keys (New parses them).
 func newValidator(t testing.TB, roots ...root) *policy.Validator {
 	t.Helper()
 	v := &policy.Validator{Name: "cosign-test", Type: policy.TypeCosign}
 	for _, r := range roots {
-		pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(r.signer.PublicKeyPEM()))
-		if err != nil {
-			t.Fatalf("parse key of %s: %v", r.name, err)
-		}
-		v.TrustRoots = append(v.TrustRoots, policy.TrustRoot{Name: r.name, Key: r.signer.PublicKeyPEM(), PublicKey: pub})
+		v.TrustRoots = append(v.TrustRoots, policy.TrustRoot{Name: r.name, Key: r.signer.PublicKeyPEM()})
 	}
 	return v
 }

@@ -21,27 +21,28 @@ import (
 // sigstore-go does every check; this type only picks its options and
 // explains its errors.
 type keylessRoot struct {
-	id       *policy.Keyless
+	id       *identity
 	identity sgverify.CertificateIdentity
 	// verifiers is indexed [tlog][sct], the rule's two switches.
 	verifiers [2][2]*sgverify.Verifier
 }
 
-func newKeylessRoot(tr policy.TrustRoot, m *policy.SigstoreMaterial) (*keylessRoot, error) {
-	k := tr.Keyless
+// newKeylessRoot builds the keyless root called name: identity k, as
+// compile made it, checked with the validator's material m.
+func newKeylessRoot(name string, k *identity, m *material) (*keylessRoot, error) {
 	if m == nil || !m.HasFulcio {
-		return nil, fmt.Errorf("trust root %q: keyless, but the validator has no Fulcio CA certificates", tr.Name)
+		return nil, fmt.Errorf("trust root %q: keyless, but the validator has no Fulcio CA certificates", name)
 	}
-	if (k.Issuer == "") == (k.IssuerRE == nil) || (k.Subject == "") == (k.SubjectRE == nil) {
-		// Validate compiles the regexes; a policy built in code without it
-		// would otherwise match nothing, or anything.
-		return nil, fmt.Errorf("trust root %q: keyless identity needs exactly one of issuer/issuerRegex and of subject/subjectRegex (run policy Validate)", tr.Name)
+	if (k.Issuer == "") == (k.issuerRE == nil) || (k.Subject == "") == (k.subjectRE == nil) {
+		// compile makes exactly one of each; anything else would match
+		// nothing, or anything.
+		return nil, fmt.Errorf("trust root %q: keyless identity needs exactly one of issuer/issuerRegex and of subject/subjectRegex", name)
 	}
-	// The regexes given to sigstore-go are the anchored ones the policy
-	// compiled; sigstore-go itself does not anchor.
-	id, err := sgverify.NewShortCertificateIdentity(k.Issuer, reString(k.IssuerRE), k.Subject, reString(k.SubjectRE))
+	// The regexes given to sigstore-go are the anchored ones compile made;
+	// sigstore-go itself does not anchor.
+	id, err := sgverify.NewShortCertificateIdentity(k.Issuer, reString(k.issuerRE), k.Subject, reString(k.subjectRE))
 	if err != nil {
-		return nil, fmt.Errorf("trust root %q: %w", tr.Name, err)
+		return nil, fmt.Errorf("trust root %q: %w", name, err)
 	}
 	kr := &keylessRoot{id: k, identity: id}
 	for tlog := range 2 {
@@ -61,7 +62,7 @@ func newKeylessRoot(tr policy.TrustRoot, m *policy.SigstoreMaterial) (*keylessRo
 			opts = append(opts, sgverify.WithoutStatementPredicate())
 			v, err := sgverify.NewVerifier(m.Trusted, opts...)
 			if err != nil {
-				return nil, fmt.Errorf("trust root %q: %w", tr.Name, err)
+				return nil, fmt.Errorf("trust root %q: %w", name, err)
 			}
 			kr.verifiers[tlog][sct] = v
 		}
@@ -85,12 +86,12 @@ func leafOf(e sgverify.SignedEntity) *x509.Certificate {
 	return vc.Certificate()
 }
 
-// verify checks e as with asks (see policy.With.KeylessChecks).
+// verify checks e as with asks (see keylessChecks).
 func (k *keylessRoot) verify(e sgverify.SignedEntity, with policy.With, artifact sgverify.ArtifactPolicyOption) (*sgverify.VerificationResult, error) {
 	if leafOf(e) == nil {
 		return nil, errors.New("signed with a key, not a Fulcio certificate: not a keyless signature")
 	}
-	tlog, sct := with.KeylessChecks()
+	tlog, sct := keylessChecks(with)
 	res, err := k.verifiers[b2i(tlog)][b2i(sct)].Verify(e, sgverify.NewPolicy(artifact, sgverify.WithCertificateIdentity(k.identity)))
 	if err != nil {
 		return nil, k.explain(e, tlog, err)
@@ -144,10 +145,10 @@ func (k *keylessRoot) mismatch(e sgverify.SignedEntity) string {
 	if err != nil {
 		return fmt.Sprintf("certificate identity unreadable: %v", err)
 	}
-	if m := partMismatch("issuer", s.Issuer, k.id.Issuer, k.id.IssuerRegex, k.id.IssuerRE); m != "" {
+	if m := partMismatch("issuer", s.Issuer, k.id.Issuer, k.id.IssuerRegex, k.id.issuerRE); m != "" {
 		return m
 	}
-	return partMismatch("subject", s.SubjectAlternativeName, k.id.Subject, k.id.SubjectRegex, k.id.SubjectRE)
+	return partMismatch("subject", s.SubjectAlternativeName, k.id.Subject, k.id.SubjectRegex, k.id.subjectRE)
 }
 
 func partMismatch(what, got, exact, reSrc string, re *regexp.Regexp) string {

@@ -33,10 +33,10 @@ func FuzzKeylessLegacy(f *testing.F) {
 		Validators: []policy.Validator{{Name: "v", Type: policy.TypeCosign, Host: inlineHost(f, ss), TrustRoots: []policy.TrustRoot{ciRoot}}},
 		Rules:      []policy.Rule{{Pattern: "*", Validator: "v", With: policy.With{TrustRoot: "ci"}}},
 	}
-	if err := p.Validate(); err != nil {
+	if err := checkPolicy(&p); err != nil {
 		f.Fatal(err)
 	}
-	root, err := newRoot(p.Validators[0].TrustRoots[0], p.Validators[0].Sigstore)
+	root, err := compiled(f, &p.Validators[0]).root(p.Validators[0].TrustRoots[0])
 	if err != nil {
 		f.Fatal(err)
 	}

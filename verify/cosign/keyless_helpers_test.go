@@ -40,9 +40,9 @@ func inlineHost(t testing.TB, ss *sigstoretest.Sigstore) *policy.Host {
 	return &policy.Host{FulcioCert: ss.ChainPEM(t), RekorPubkey: ss.RekorPublicKeyPEM(t), CTLogPubkey: ss.CTLogPublicKeyPEM(t)}
 }
 
-// keylessVerifier builds a cosign validator as the policy loader would
-// (Validate compiles the identities and parses the material) and its
-// verifier.
+// keylessVerifier checks a cosign validator as the policy loader would
+// (the section compiles the identities and parses the material) and
+// builds its verifier.
 func keylessVerifier(t testing.TB, reg *registry.Client, v policy.Validator) *Verifier {
 	t.Helper()
 	v.Name, v.Type = "keyless-test", policy.TypeCosign
@@ -50,7 +50,7 @@ func keylessVerifier(t testing.TB, reg *registry.Client, v policy.Validator) *Ve
 		Validators: []policy.Validator{v},
 		Rules:      []policy.Rule{{Pattern: "*", Validator: v.Name, With: policy.With{TrustRoot: policy.AllTrustRoots}}},
 	}
-	if err := p.Validate(); err != nil {
+	if err := checkPolicy(&p); err != nil {
 		t.Fatalf("policy: %v", err)
 	}
 	ver, err := New(&p.Validators[0], reg)

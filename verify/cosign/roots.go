@@ -35,13 +35,22 @@ type trustRoot struct {
 	rule policy.With
 }
 
-// newRoot builds a trust root of either kind; m is the validator's
-// Sigstore material (keyless roots only).
-func newRoot(tr policy.TrustRoot, m *policy.SigstoreMaterial) (*trustRoot, error) {
+// root builds the trust root tr from the validator's compiled settings: a
+// key root from its parsed key, a keyless root from its compiled identity
+// and the validator's Sigstore material.
+func (s *settings) root(tr policy.TrustRoot) (*trustRoot, error) {
 	if tr.Keyless == nil {
-		return newTrustRoot(tr)
+		pub := s.keys[tr.Name]
+		if pub == nil {
+			return nil, fmt.Errorf("trust root %q: no public key", tr.Name)
+		}
+		return newKeyRoot(tr.Name, pub)
 	}
-	k, err := newKeylessRoot(tr, m)
+	id := s.identities[tr.Name]
+	if id == nil {
+		return nil, fmt.Errorf("trust root %q: not a valid keyless identity (give key or keyless, not both)", tr.Name)
+	}
+	k, err := newKeylessRoot(tr.Name, id, s.material)
 	if err != nil {
 		return nil, err
 	}
@@ -55,20 +64,15 @@ func (r *trustRoot) forRule(w policy.With) *trustRoot {
 	return &c
 }
 
-func newTrustRoot(tr policy.TrustRoot) (*trustRoot, error) {
-	if tr.PublicKey == nil {
-		if tr.Keyless != nil {
-			return nil, fmt.Errorf("trust root %q: keyless verification is not supported", tr.Name)
-		}
-		return nil, fmt.Errorf("trust root %q: no public key", tr.Name)
-	}
-	legacy, err := signature.LoadVerifier(tr.PublicKey, crypto.SHA256)
+// newKeyRoot builds the root called name that pins the key pub.
+func newKeyRoot(name string, pub crypto.PublicKey) (*trustRoot, error) {
+	legacy, err := signature.LoadVerifier(pub, crypto.SHA256)
 	if err != nil {
-		return nil, fmt.Errorf("trust root %q: %w", tr.Name, err)
+		return nil, fmt.Errorf("trust root %q: %w", name, err)
 	}
-	bv, err := bundleKeyVerifier(tr.PublicKey)
+	bv, err := bundleKeyVerifier(pub)
 	if err != nil {
-		return nil, fmt.Errorf("trust root %q: %w", tr.Name, err)
+		return nil, fmt.Errorf("trust root %q: %w", name, err)
 	}
 	// The bundle's key hint is the signer's claim: ignore it and always
 	// answer with this root's key. Zero validity bounds: valid at any time,
@@ -79,9 +83,9 @@ func newTrustRoot(tr policy.TrustRoot) (*trustRoot, error) {
 	// Only the predicate type is read, so the predicate is not decoded.
 	sv, err := sgverify.NewVerifier(material, sgverify.WithNoObserverTimestamps(), sgverify.WithoutStatementPredicate())
 	if err != nil {
-		return nil, fmt.Errorf("trust root %q: %w", tr.Name, err)
+		return nil, fmt.Errorf("trust root %q: %w", name, err)
 	}
-	return &trustRoot{name: tr.Name, legacy: legacy, bundle: sv}, nil
+	return &trustRoot{name: name, legacy: legacy, bundle: sv}, nil
 }
 
 // verify checks a signed entity (a Sigstore bundle, or a legacy signature

@@ -1,9 +1,13 @@
-// Package notaryv1 is the Notary v1 (Docker Content Trust) validator. It
-// reads a repository's TUF trust data from a notary server with notary's
-// own client packages, pins the root to the policy's root public keys (no
-// trust on first use), lets notary check every signature, checksum,
-// version and expiry, and then asks whether the digest the runtime uses is
-// a target of the roles the rule names.
+// Package notaryv1 answers: is this image digest a signed target of its
+// repository's Notary v1 (Docker Content Trust) trust data, under the root
+// keys the policy pins? It reads a repository's TUF trust data from a
+// notary server with notary's own client packages, pins the root to the
+// policy's root public keys (no trust on first use), lets notary check
+// every signature, checksum, version and expiry, and then asks whether the
+// digest the runtime uses is a target of the roles the rule names. It owns
+// the notaryv1 section of the policy: Section (section.go) checks it with
+// the function New builds the validator from. It must not know NRI,
+// Kubernetes or the gate.
 //
 // The node knows the digest, not the tag (tags are never trusted here), so
 // a target counts when its sha256 hash is the runtime's digest, whatever
@@ -103,7 +107,8 @@ type Verifier struct {
 var _ verify.Verifier = (*Verifier)(nil)
 
 // New builds the validator: its pinned root keys, and one HTTP client for
-// its notary server (with the validator's CA, if any).
+// its notary server (with the validator's CA, if any), compiled by the
+// function its Section checks them with.
 func New(v *policy.Validator, opts Options) (*Verifier, error) {
 	if v == nil {
 		return nil, fmt.Errorf("notaryv1 validator: none given")
@@ -111,21 +116,26 @@ func New(v *policy.Validator, opts Options) (*Verifier, error) {
 	if len(v.TrustRoots) == 0 {
 		return nil, fmt.Errorf("notaryv1 validator %q: no trust roots", v.Name)
 	}
+	var problems policy.Errors
+	compiled := compile(&problems, "", v)
+	if err := problems.Err(); err != nil {
+		return nil, fmt.Errorf("notaryv1 validator %q: %w", v.Name, err)
+	}
 	opts = opts.withDefaults()
 	roots := make(map[string]*trustRoot, len(v.TrustRoots))
 	for _, tr := range v.TrustRoots {
-		switch tr.PublicKey.(type) {
+		key := compiled.keys[tr.Name]
+		switch key.(type) {
 		case *ecdsa.PublicKey, *rsa.PublicKey:
 		default:
-			return nil, fmt.Errorf("notaryv1 validator %q: trust root %q: need an ECDSA or RSA public key, have %T", v.Name, tr.Name, tr.PublicKey)
+			return nil, fmt.Errorf("notaryv1 validator %q: trust root %q: need an ECDSA or RSA public key, have %T", v.Name, tr.Name, key)
 		}
-		roots[tr.Name] = &trustRoot{name: tr.Name, key: tr.PublicKey}
+		roots[tr.Name] = &trustRoot{name: tr.Name, key: key}
 	}
-	base, err := policy.NotaryServer(v)
-	if err != nil {
-		return nil, fmt.Errorf("notaryv1 validator %q: host: %w", v.Name, err)
+	if compiled.server == nil {
+		return nil, fmt.Errorf("notaryv1 validator %q: host: not a notary server URL", v.Name)
 	}
-	srv, err := newServer(base, v.Cert, opts)
+	srv, err := newServer(compiled.server, v.Cert, opts)
 	if err != nil {
 		return nil, fmt.Errorf("notaryv1 validator %q: %w", v.Name, err)
 	}

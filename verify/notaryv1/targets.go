@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/theupdateframework/notary/tuf"
 	"github.com/theupdateframework/notary/tuf/data"
@@ -53,7 +52,7 @@ func chooseRoles(l *loaded, gun string, delegations []string, now time.Time) ([]
 	}
 	var roles []role
 	for _, d := range delegations {
-		name := data.RoleName(policy.NotaryDelegationRole(d))
+		name := data.RoleName(delegationRole(d))
 		dr, reason := delegation(l, gun, name, declared, now)
 		if reason != "" {
 			return nil, "delegation missing: " + reason

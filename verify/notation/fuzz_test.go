@@ -14,10 +14,11 @@ import (
 
 	notationgo "github.com/notaryproject/notation-go"
 	"github.com/notaryproject/notation-go/signer"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
-	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
 )
 
 // Whatever envelope a registry serves, notation's verifier (behind
@@ -54,11 +55,11 @@ func FuzzEnvelope(f *testing.F) {
 		}
 		f.Add(env, mt == testimage.NotationCOSE)
 	}
-	r, err := newRoot(0, policy.TrustRoot{Name: "default", Cert: testimage.NotationCertPEM(ca)})
+	r, _, err := newRoot(0, policy.TrustRoot{Name: "default", Cert: testimage.NotationCertPEM(ca)})
 	if err != nil {
 		f.Fatal(err)
 	}
-	nv, err := newNotationVerifier([]*root{r}, with(policy.NotationAudit, "*"))
+	nv, err := newNotationVerifier([]*root{r}, with(LevelAudit, "*"))
 	if err != nil {
 		f.Fatal(err)
 	}

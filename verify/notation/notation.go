@@ -1,12 +1,15 @@
-// Package notation is the Notary Project (notation) validator. It finds an
-// image's notation signatures, OCI 1.1 referrers of artifact type
+// Package notation answers: did the policy's Notary Project (notation)
+// trust roots sign this image digest? It finds an image's notation
+// signatures, OCI 1.1 referrers of artifact type
 // application/vnd.cncf.notary.signature with a JWS or COSE envelope, through
 // the shared registry client, and has notation-go's verifier check each one
 // against a trust policy made from the rule: the policy's X.509 trust roots
 // (an in-memory trust store), the pinned signer identities, the
-// verification level and verifyTimestamp. Nothing is read from
-// ~/.config/notation, no plugin is run, and nothing is dialled but the
-// image's registry (no OCSP, no CRL).
+// verification level and verifyTimestamp. It owns the notation section of
+// the policy: Section (section.go) checks it with the function New parses
+// the roots with. It must not know NRI, Kubernetes or the gate. Nothing is
+// read from ~/.config/notation, no plugin is run, and nothing is dialled but
+// the image's registry (no OCSP, no CRL).
 //
 // A signature counts for a trust root when notation accepts it, its
 // certificate chain contains one of the root's certificates, and its
@@ -18,42 +21,42 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/attached"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
 )
 
 // Verifier is a notation validator. It is safe for concurrent use.
 type Verifier struct {
-	validator *policy.Validator
-	reg       *registry.Client
-	roots     map[string]*root
+	base attached.Validator[*root]
 }
 
 var _ verify.Verifier = (*Verifier)(nil)
 
-// New parses the validator's trust roots once.
+// New parses the validator's trust roots once, with the function its
+// Section checks them with.
 func New(v *policy.Validator, reg *registry.Client) (*Verifier, error) {
-	if v == nil {
-		return nil, fmt.Errorf("notation validator: none given")
+	base, err := attached.New(policy.TypeNotation, v, reg, buildRoots)
+	if err != nil {
+		return nil, err
 	}
-	if reg == nil {
-		return nil, fmt.Errorf("notation validator %q: no registry client", v.Name)
+	return &Verifier{base: base}, nil
+}
+
+// buildRoots compiles v's section and returns its trust roots, by name.
+func buildRoots(v *policy.Validator) (map[string]*root, error) {
+	var problems policy.Errors
+	roots := compile(&problems, "", v)
+	if err := problems.Err(); err != nil {
+		return nil, err
 	}
-	if len(v.TrustRoots) == 0 {
-		return nil, fmt.Errorf("notation validator %q: no trust roots", v.Name)
-	}
-	roots := make(map[string]*root, len(v.TrustRoots))
-	for i, tr := range v.TrustRoots {
-		r, err := newRoot(i, tr)
-		if err != nil {
-			return nil, fmt.Errorf("notation validator %q: %w", v.Name, err)
+	for _, tr := range v.TrustRoots {
+		if roots[tr.Name] == nil {
+			return nil, fmt.Errorf("trust root %q: cert: required", tr.Name)
 		}
-		roots[tr.Name] = r
 	}
-	return &Verifier{validator: v, reg: reg, roots: roots}, nil
+	return roots, nil
 }
 
 // Verify examines the notation signatures of s's candidate digests (see
@@ -64,53 +67,40 @@ func New(v *policy.Validator, reg *registry.Client) (*Verifier, error) {
 // verdict then says what was only logged. Registry failures that leave the
 // answer open are returned as errors; everything else is a verdict.
 func (v *Verifier) Verify(ctx context.Context, s verify.Subject, with policy.With) (verify.Verdict, error) {
-	level := with.NotationLevel()
+	level := levelOf(with)
 	switch level {
-	case policy.NotationStrict, policy.NotationPermissive, policy.NotationAudit:
+	case LevelStrict, LevelPermissive, LevelAudit:
 	default:
 		// The policy loader refuses these; never fall through to
 		// notation's "skip".
 		return deny("verification level %q is not allowed at the node", level), nil
 	}
-	names := with.Selected(v.validator)
-	roots := make([]*root, 0, len(names))
-	for _, n := range names {
-		r, ok := v.roots[n]
-		if !ok {
-			return deny("trust root %q is not defined in notation validator %q", n, v.validator.Name), nil
-		}
-		roots = append(roots, r)
+	sel, reason := v.base.Select(with)
+	if reason != "" {
+		return deny("%s", reason), nil
 	}
-	threshold, required := with.Need(v.validator)
-	nv, err := newNotationVerifier(roots, with)
+	nv, err := newNotationVerifier(sel.Roots, with)
 	if err != nil {
-		return deny("notation validator %q: the rule is not a valid notation trust policy: %v", v.validator.Name, err), nil
+		return deny("notation validator %q: the rule is not a valid notation trust policy: %v", v.base.Policy.Name, err), nil
+	}
+	repo, reason := attached.Repository(s)
+	if reason != "" {
+		return deny("%s", reason), nil
+	}
+	cands, err := v.base.Candidates(ctx, repo, s)
+	if err != nil {
+		return v.base.Failed(err)
 	}
 
-	repo, err := name.NewRepository(s.Repository)
-	if err != nil {
-		return deny("repository %q is not valid: %v", s.Repository, err), nil
-	}
-	if _, err := v1.NewHash(s.Digest); err != nil {
-		return deny("image digest %q is not valid: %v", s.Digest, err), nil
-	}
-	cands, err := v.reg.Candidates(ctx, repo, s.Digest, s.ConfigDigest)
-	if err != nil {
-		if registry.IsDefinitive(err) {
-			return deny("%v", err), nil
-		}
-		return verify.Verdict{}, fmt.Errorf("notation validator %q: %w", v.validator.Name, err)
-	}
-
-	t := &tally{signed: make([]bool, len(roots)), level: level}
-	c := &check{v: v, nv: nv, repo: repo, roots: roots, ids: with.TrustedIdentities}
+	t := &tally{signed: make([]bool, len(sel.Roots)), level: level}
+	c := &check{v: v, nv: nv, repo: repo, roots: sel.Roots, ids: with.TrustedIdentities}
 	for _, cand := range cands {
 		t.add(c.signatures(ctx, cand))
 	}
-	verdict := t.verdict(cands, names, threshold, required)
+	verdict := t.verdict(cands, sel.Names, sel.Threshold, sel.Required)
 	if !verdict.Allowed && t.err != nil {
 		// A signature we could not fetch might have met the policy.
-		return verify.Verdict{}, fmt.Errorf("notation validator %q: %w", v.validator.Name, t.err)
+		return verify.Verdict{}, v.base.Transient(t.err)
 	}
 	return verdict, nil
 }

@@ -26,8 +26,8 @@ func TestPinnedIdentityAllowed(t *testing.T) {
 			testimage.SignNotation(t, repo, d, signer, testimage.NotationSignOptions{MediaType: e.mediaType})
 			s := verify.Subject{Repository: repo, Digest: d}
 			wantAllowed(t, verifyOnce(t, v, s, with("")), []string{"default"}, "signed by trust roots [default] (threshold 1, level strict)")
-			wantAllowed(t, verifyOnce(t, v, s, with(policy.NotationStrict, "x509.subject: C=US, ST=WA, O=Example")), []string{"default"})
-			wantAllowed(t, verifyOnce(t, v, s, with(policy.NotationStrict, "*")), []string{"default"})
+			wantAllowed(t, verifyOnce(t, v, s, with(LevelStrict, "x509.subject: C=US, ST=WA, O=Example")), []string{"default"})
+			wantAllowed(t, verifyOnce(t, v, s, with(LevelStrict, "*")), []string{"default"})
 		})
 	}
 }
@@ -44,7 +44,7 @@ func TestUnpinnedIdentityDenied(t *testing.T) {
 		t.Run(e.name, func(t *testing.T) {
 			d := testimage.PushImage(t, repo+":"+e.name)
 			testimage.SignNotation(t, repo, d, intruder, testimage.NotationSignOptions{MediaType: e.mediaType})
-			got := verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(policy.NotationPermissive))
+			got := verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(LevelPermissive))
 			wantDenied(t, got, `1 notation signature found, none verified with trust root "default"`,
 				`signer "CN=intruder,O=Example,ST=WA,C=US" is not a trusted identity`, pinned)
 			// The same signer pinned is accepted: the identity made the
@@ -82,7 +82,7 @@ func TestReplayedSignatureDenied(t *testing.T) {
 	wantAllowed(t, verifyOnce(t, v, verify.Subject{Repository: repo, Digest: a}, with("")), []string{"default"})
 
 	testimage.CopySignatures(t, repo, a, b)
-	for _, level := range []string{policy.NotationStrict, policy.NotationAudit} {
+	for _, level := range []string{LevelStrict, LevelAudit} {
 		got := verifyOnce(t, v, verify.Subject{Repository: repo, Digest: b}, with(level))
 		wantDenied(t, got, "names "+a, "not "+b)
 	}
@@ -94,7 +94,7 @@ func TestUnsignedDenied(t *testing.T) {
 	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
 	d := testimage.PushImage(t, repo+":unsigned")
-	for _, level := range []string{policy.NotationStrict, policy.NotationAudit} {
+	for _, level := range []string{LevelStrict, LevelAudit} {
 		got := verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(level))
 		wantDenied(t, got, "no notation signature found for "+d, testimage.NotationArtifactType)
 	}
@@ -113,7 +113,7 @@ func TestTamperedDenied(t *testing.T) {
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
 	d := testimage.PushImage(t, repo+":v1")
 	testimage.SignNotation(t, repo, d, ca.Issue(t, release, time.Time{}, time.Time{}), testimage.NotationSignOptions{Tamper: true})
-	for _, level := range []string{policy.NotationStrict, policy.NotationAudit} {
+	for _, level := range []string{LevelStrict, LevelAudit} {
 		got := verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(level))
 		wantDenied(t, got, "does not verify", "signature is invalid")
 	}
@@ -134,8 +134,8 @@ func TestExpiredCertificate(t *testing.T) {
 			d := testimage.PushImage(t, repo+":"+e.name)
 			testimage.SignNotation(t, repo, d, expired, testimage.NotationSignOptions{MediaType: e.mediaType, SigningTime: now.Add(-2 * time.Hour)})
 			s := verify.Subject{Repository: repo, Digest: d}
-			wantDenied(t, verifyOnce(t, v, s, with(policy.NotationStrict)), "authenticTimestamp", "validity period", "expired")
-			for _, level := range []string{policy.NotationPermissive, policy.NotationAudit} {
+			wantDenied(t, verifyOnce(t, v, s, with(LevelStrict)), "authenticTimestamp", "validity period", "expired")
+			for _, level := range []string{LevelPermissive, LevelAudit} {
 				wantAllowed(t, verifyOnce(t, v, s, with(level)), []string{"default"},
 					"logged, not enforced at level "+level, "authenticTimestamp", "expired")
 			}
@@ -153,8 +153,8 @@ func TestExpiredSignature(t *testing.T) {
 	testimage.SignNotation(t, repo, d, ca.Issue(t, release, time.Time{}, time.Time{}),
 		testimage.NotationSignOptions{SigningTime: time.Now().Add(-2 * time.Hour), Expiry: time.Hour})
 	s := verify.Subject{Repository: repo, Digest: d}
-	wantDenied(t, verifyOnce(t, v, s, with(policy.NotationStrict)), "expiry: digital signature has expired")
-	wantAllowed(t, verifyOnce(t, v, s, with(policy.NotationPermissive)), []string{"default"}, "logged, not enforced at level permissive: expiry")
+	wantDenied(t, verifyOnce(t, v, s, with(LevelStrict)), "expiry: digital signature has expired")
+	wantAllowed(t, verifyOnce(t, v, s, with(LevelPermissive)), []string{"default"}, "logged, not enforced at level permissive: expiry")
 }
 
 // Level audit enforces integrity and the binding to the digest only: an
@@ -169,15 +169,15 @@ func TestAuditLevel(t *testing.T) {
 	d := testimage.PushImage(t, repo+":intruder")
 	testimage.SignNotation(t, repo, d, ca.Issue(t, testimage.NotationSubject("Example", "intruder"), time.Time{}, time.Time{}), testimage.NotationSignOptions{})
 	s := verify.Subject{Repository: repo, Digest: d}
-	wantDenied(t, verifyOnce(t, v, s, with(policy.NotationStrict)), "is not a trusted identity")
-	wantAllowed(t, verifyOnce(t, v, s, with(policy.NotationAudit)), nil,
+	wantDenied(t, verifyOnce(t, v, s, with(LevelStrict)), "is not a trusted identity")
+	wantAllowed(t, verifyOnce(t, v, s, with(LevelAudit)), nil,
 		"admitted at verification level audit", `signer "CN=intruder,O=Example,ST=WA,C=US" is not a trusted identity`)
 
 	d = testimage.PushImage(t, repo+":rogue")
 	testimage.SignNotation(t, repo, d, rogue.Issue(t, release, time.Time{}, time.Time{}), testimage.NotationSignOptions{})
 	s = verify.Subject{Repository: repo, Digest: d}
-	wantDenied(t, verifyOnce(t, v, s, with(policy.NotationPermissive)), "leads to no certificate")
-	wantAllowed(t, verifyOnce(t, v, s, with(policy.NotationAudit)), nil, "admitted at verification level audit", "leads to no certificate")
+	wantDenied(t, verifyOnce(t, v, s, with(LevelPermissive)), "leads to no certificate")
+	wantAllowed(t, verifyOnce(t, v, s, with(LevelAudit)), nil, "admitted at verification level audit", "leads to no certificate")
 }
 
 // trustRoot "*" needs every root, as for cosign; threshold and required
@@ -208,7 +208,7 @@ func TestThresholdAndRequired(t *testing.T) {
 	// At level audit, a root's missing signature is an authenticity
 	// failure like any other: logged, not enforced.
 	auditAll := all
-	auditAll.VerificationLevel = policy.NotationAudit
+	auditAll.VerificationLevel = LevelAudit
 	wantAllowed(t, verifyOnce(t, v, s, auditAll), []string{"a"}, "admitted at verification level audit", "threshold 2 not met: signed by [a]")
 
 	testimage.SignNotation(t, repo, d, caB.Issue(t, release, time.Time{}, time.Time{}), testimage.NotationSignOptions{MediaType: testimage.NotationCOSE})
@@ -279,7 +279,7 @@ func TestPluginSignatureDenied(t *testing.T) {
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
 	d := testimage.PushImage(t, repo+":v1")
 	testimage.SignNotation(t, repo, d, ca.Issue(t, release, time.Time{}, time.Time{}), testimage.NotationSignOptions{Plugin: "com.example.plugin"})
-	for _, level := range []string{policy.NotationStrict, policy.NotationAudit} {
+	for _, level := range []string{LevelStrict, LevelAudit} {
 		wantDenied(t, verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(level)), `"CN=release,O=Example,ST=WA,C=US" needs verification plugin com.example.plugin, and the node runs no notation plugins`)
 	}
 }
@@ -301,9 +301,9 @@ func TestTimestampRequired(t *testing.T) {
 	d := testimage.PushImage(t, repo+":v1")
 	testimage.SignNotation(t, repo, d, ca.Issue(t, release, time.Time{}, time.Time{}), testimage.NotationSignOptions{})
 	s := verify.Subject{Repository: repo, Digest: d}
-	wantDenied(t, verifyOnce(t, v, s, with(policy.NotationStrict)), "authenticTimestamp: no timestamp countersignature")
-	wantAllowed(t, verifyOnce(t, v, s, with(policy.NotationPermissive)), []string{"default"}, "logged, not enforced at level permissive: authenticTimestamp: no timestamp")
-	after := with(policy.NotationStrict)
+	wantDenied(t, verifyOnce(t, v, s, with(LevelStrict)), "authenticTimestamp: no timestamp countersignature")
+	wantAllowed(t, verifyOnce(t, v, s, with(LevelPermissive)), []string{"default"}, "logged, not enforced at level permissive: authenticTimestamp: no timestamp")
+	after := with(LevelStrict)
 	after.VerifyTimestamp = "afterCertExpiry"
 	wantAllowed(t, verifyOnce(t, v, s, after), []string{"default"}, "level strict)")
 }
@@ -328,7 +328,7 @@ func TestMalformedSignatures(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			d := testimage.PushImage(t, repo+":"+c.name[:5])
 			testimage.AttachNotation(t, repo, d, c.mediaType, []byte(c.envelope), signer.Chain)
-			wantDenied(t, verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(policy.NotationAudit)), c.want)
+			wantDenied(t, verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(LevelAudit)), c.want)
 		})
 	}
 	t.Run("genuine", func(t *testing.T) {

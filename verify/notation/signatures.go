@@ -33,7 +33,7 @@ func (c *check) signatures(ctx context.Context, cand string) result {
 	// notation signs a descriptor: the digest, media type and size of the
 	// manifest. Fetched by digest, the content is checked against it, so
 	// its media type and size are the manifest's own.
-	m, err := c.v.reg.Manifest(ctx, c.repo.Digest(cand))
+	m, err := c.v.base.Reg.Manifest(ctx, c.repo.Digest(cand))
 	if registry.IsNotFound(err) {
 		return result{absent: []string{cand}}
 	}
@@ -42,12 +42,12 @@ func (c *check) signatures(ctx context.Context, cand string) result {
 	}
 	desc := ocispec.Descriptor{MediaType: string(m.MediaType), Digest: digest.Digest(cand), Size: int64(len(m.Raw))}
 
-	descs, err := c.v.reg.Referrers(ctx, c.repo.Digest(cand), ArtifactType)
+	descs, err := c.v.base.Reg.Referrers(ctx, c.repo.Digest(cand), ArtifactType)
 	if err != nil {
 		return result{err: fmt.Errorf("looking up referrers of %s: %w", cand, err)}
 	}
 	var res result
-	if limit := c.v.reg.Limits().MaxSignatures; len(descs) > limit {
+	if limit := c.v.base.Reg.Limits().MaxSignatures; len(descs) > limit {
 		res.skipped, descs = len(descs)-limit, descs[:limit]
 	}
 	found := make([]*finding, len(descs))
@@ -75,7 +75,7 @@ func (c *check) signatures(ctx context.Context, cand string) result {
 // signature fetches one referrer and has notation verify it. Nil, nil: it
 // is not a notation signature after all.
 func (c *check) signature(ctx context.Context, cand string, target ocispec.Descriptor, d v1.Descriptor) (*finding, error) {
-	m, err := c.v.reg.Manifest(ctx, c.repo.Digest(d.Digest.String()))
+	m, err := c.v.base.Reg.Manifest(ctx, c.repo.Digest(d.Digest.String()))
 	if registry.IsNotFound(err) {
 		return nil, nil // deleted since listed
 	}
@@ -107,7 +107,7 @@ func (c *check) signature(ctx context.Context, cand string, target ocispec.Descr
 	default:
 		return failed(rankMalformed, "signature manifest %s holds an envelope of media type %q, want %q or %q", d.Digest, mt, jws.MediaTypeEnvelope, cose.MediaTypeEnvelope), nil
 	}
-	env, err := c.v.reg.Blob(ctx, c.repo.Digest(layer.Digest.String()))
+	env, err := c.v.base.Reg.Blob(ctx, c.repo.Digest(layer.Digest.String()))
 	if registry.IsNotFound(err) {
 		return failed(rankMalformed, "signature envelope %s of %s is missing from the registry", layer.Digest, d.Digest), nil
 	}

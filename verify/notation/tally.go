@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 )
 
@@ -77,7 +76,7 @@ func (t *tally) verdict(cands, names []string, threshold int, required []string)
 	if t.skipped > 0 {
 		reason += fmt.Sprintf(" (%s over the cap not examined)", verify.Plural(t.skipped, "more signature"))
 	}
-	if t.level == policy.NotationAudit && t.audited != nil {
+	if t.level == LevelAudit && t.audited != nil {
 		// The Notary Project's audit level: integrity and the binding to
 		// the digest are enforced, authenticity and expiry only logged.
 		reason = "admitted at verification level audit, which only logs: " + reason

@@ -11,6 +11,7 @@ import (
 	"github.com/notaryproject/notation-go/verifier"
 	"github.com/notaryproject/notation-go/verifier/trustpolicy"
 	"github.com/notaryproject/notation-go/verifier/truststore"
+
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 )
 
@@ -25,12 +26,14 @@ type root struct {
 	tsCerts []*x509.Certificate
 }
 
-func newRoot(i int, tr policy.TrustRoot) (*root, error) {
-	certs, tsCerts, err := policy.NotationCerts(tr)
+// newRoot parses tr, the i-th trust root. On error, field says which of
+// its fields is wrong.
+func newRoot(i int, tr policy.TrustRoot) (r *root, field string, err error) {
+	certs, tsCerts, field, err := rootCerts(tr)
 	if err != nil {
-		return nil, fmt.Errorf("trust root %q: %w", tr.Name, err)
+		return nil, field, err
 	}
-	return &root{name: tr.Name, store: fmt.Sprintf("root%d", i), certs: certs, tsCerts: tsCerts}, nil
+	return &root{name: tr.Name, store: fmt.Sprintf("root%d", i), certs: certs, tsCerts: tsCerts}, "", nil
 }
 
 // anchors reports whether chain contains one of the root's certificates:
@@ -104,9 +107,9 @@ func newNotationVerifier(roots []*root, with policy.With) (notationgo.Verifier, 
 			Name:           statementName,
 			RegistryScopes: []string{"*"},
 			SignatureVerification: trustpolicy.SignatureVerification{
-				VerificationLevel: with.NotationLevel(),
+				VerificationLevel: levelOf(with),
 				Override:          map[trustpolicy.ValidationType]trustpolicy.ValidationAction{trustpolicy.TypeRevocation: trustpolicy.ActionSkip},
-				VerifyTimestamp:   trustpolicy.TimestampOption(with.NotationVerifyTimestamp()),
+				VerifyTimestamp:   trustpolicy.TimestampOption(verifyTimestampOf(with)),
 			},
 			TrustStores:       stores,
 			TrustedIdentities: with.TrustedIdentities,

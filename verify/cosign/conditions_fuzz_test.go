@@ -1,4 +1,4 @@
-package policy
+package cosign
 
 import (
 	"context"
@@ -6,10 +6,12 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
 )
 
 // Any condition on any JSON predicate compiles or is refused, and a
-// compiled one evaluates to an answer or a *ConditionError: no panic, and
+// compiled one evaluates to an answer or a *conditionError: no panic, and
 // the cost limit stops runaway expressions well within the deadline.
 func FuzzCondition(f *testing.F) {
 	f.Add(`predicate.runDetails.builder.id == "x"`, []byte(`{"runDetails": {"builder": {"id": "x"}}}`))
@@ -21,7 +23,7 @@ func FuzzCondition(f *testing.F) {
 	f.Add(`int(predicate.n) == 9223372036854775807`, []byte(`{"n": 1e300}`))
 	f.Add(`subject.exists(s, s.digest.sha256 == "ab") || predicateType.startsWith("https://")`, []byte(`"just a string"`))
 	f.Fuzz(func(t *testing.T, expr string, predicate []byte) {
-		c, err := Attestation{PredicateType: "custom", Conditions: []string{expr}}.Compiled()
+		c, err := compiledAttestation(policy.Attestation{PredicateType: "custom", Conditions: []string{expr}})
 		if err != nil {
 			return
 		}
@@ -32,14 +34,14 @@ func FuzzCondition(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		start := time.Now()
-		err = c.Check(ctx, Statement{
+		err = c.check(ctx, statement{
 			PredicateType: "https://cosign.sigstore.dev/attestation/v1",
 			Predicate:     pred,
-			Subject:       []Subject{{Name: "reg.io/app", Digest: map[string]string{"sha256": "ab"}}},
+			Subject:       []statementSubject{{Name: "reg.io/app", Digest: map[string]string{"sha256": "ab"}}},
 		})
-		var ce *ConditionError
+		var ce *conditionError
 		if err != nil && (!errors.As(err, &ce) || ce.Expr != expr) {
-			t.Fatalf("Check(%q): %v, want nil or a ConditionError for it", expr, err)
+			t.Fatalf("Check(%q): %v, want nil or a conditionError for it", expr, err)
 		}
 		if d := time.Since(start); d > 10*time.Second {
 			t.Fatalf("Check(%q) ran %v: the cost limit did not hold", expr, d)

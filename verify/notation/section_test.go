@@ -1,4 +1,4 @@
-package policy
+package notation
 
 import (
 	"crypto"
@@ -14,6 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nri-image-verifier/nri-image-verifier/internal/policytest"
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
 )
 
 // Certificates for notation policies, made once per test binary.
@@ -88,7 +91,22 @@ func withCerts(t testing.TB, yaml string) string {
 	for _, name := range []string{"CA2", "CA", "LEAF", "SELF"} {
 		yaml = strings.ReplaceAll(yaml, "CERT_"+name, strconv.Quote(c[name]))
 	}
-	return withKeys(t, yaml)
+	return policytest.WithKeys(t, yaml)
+}
+
+// parse reads a test policy and checks it as validators.Check does for a
+// policy of notation validators: its shape and the notation section.
+func parse(yaml string) (*policy.Policy, error) {
+	return policy.ParseWith([]byte(yaml), func(p *policy.Policy) error { return p.Validate(Section) })
+}
+
+func mustParse(t testing.TB, yaml string) *policy.Policy {
+	t.Helper()
+	p, err := parse(yaml)
+	if err != nil {
+		t.Fatalf("parse: %v\n%s", err, yaml)
+	}
+	return p
 }
 
 const notationHead = `
@@ -122,20 +140,17 @@ policy:
 - pattern: "*"
   with: {verificationLevel: audit, trustedIdentities: ['x509.subject: C=US,ST=WA,O=Example']}
 `))
-	certs, ts, err := NotationCerts(p.Validators[0].TrustRoots[0])
+	certs, ts, _, err := rootCerts(p.Validators[0].TrustRoots[0])
 	if err != nil || len(certs) != 2 || len(ts) != 1 {
-		t.Fatalf("NotationCerts = %d certs, %d TSA certs, %v; want 2, 1, nil", len(certs), len(ts), err)
+		t.Fatalf("rootCerts = %d certs, %d TSA certs, %v; want 2, 1, nil", len(certs), len(ts), err)
 	}
-	if p.Validators[0].TrustRoots[0].PublicKey != nil {
-		t.Errorf("a notation root got a public key")
-	}
-	if got := p.Rules[0].With.NotationLevel(); got != NotationPermissive {
+	if got := levelOf(p.Rules[0].With); got != LevelPermissive {
 		t.Errorf("level %q, want permissive", got)
 	}
-	if got := p.Rules[1].With.NotationLevel(); got != NotationStrict {
+	if got := levelOf(p.Rules[1].With); got != LevelStrict {
 		t.Errorf("default level %q, want strict", got)
 	}
-	if got := p.Rules[1].With.NotationVerifyTimestamp(); got != "always" {
+	if got := verifyTimestampOf(p.Rules[1].With); got != "always" {
 		t.Errorf("default verifyTimestamp %q, want always", got)
 	}
 }
@@ -203,7 +218,7 @@ func TestNotationInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := Parse([]byte(withCerts(t, tt.yaml)))
+			p, err := parse(withCerts(t, tt.yaml))
 			if err == nil {
 				t.Fatalf("Parse succeeded: %+v", p)
 			}
@@ -213,17 +228,5 @@ func TestNotationInvalid(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// A root parsed once keeps no key, even one set before Validate ran.
-func TestNotationRootDropsKey(t *testing.T) {
-	p := mustParse(t, withCerts(t, notationHead+"policy: [{pattern: '*', with: {trustedIdentities: ['*']}}]"))
-	p.Validators[0].TrustRoots[0].PublicKey = testKeys(t)["P256"]
-	if err := p.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if p.Validators[0].TrustRoots[0].PublicKey != nil {
-		t.Errorf("Validate kept a public key on a notation root")
 	}
 }

@@ -1,4 +1,4 @@
-package policy
+package cosign
 
 import (
 	"bytes"
@@ -18,10 +18,10 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 )
 
-// SigstoreMaterial is what a validator's keyless roots are verified with:
-// Fulcio CAs, Rekor and CT log keys, from inline PEM and/or a
-// trusted_root.json, all read at load and never fetched.
-type SigstoreMaterial struct {
+// material is what a validator's keyless roots are verified with: Fulcio
+// CAs, Rekor and CT log keys, from inline PEM and/or a trusted_root.json,
+// all read at load and never fetched.
+type material struct {
 	Trusted sgroot.TrustedMaterial
 	// HasFulcio, HasRekor and HasCTLog say which kinds of material are
 	// present, so that a rule needing a check without its key is refused
@@ -45,7 +45,7 @@ type sigstoreParts struct {
 	file  *sgroot.TrustedRoot
 }
 
-func (m *sigstoreParts) material() (*SigstoreMaterial, error) {
+func (m *sigstoreParts) material() (*material, error) {
 	var coll sgroot.TrustedMaterialCollection
 	if len(m.cas) > 0 || m.rekor != nil || m.ctlog != nil {
 		rekor, ct := map[string]*sgroot.TransparencyLog{}, map[string]*sgroot.TransparencyLog{}
@@ -64,7 +64,7 @@ func (m *sigstoreParts) material() (*SigstoreMaterial, error) {
 	if m.file != nil {
 		coll = append(coll, m.file)
 	}
-	return &SigstoreMaterial{
+	return &material{
 		Trusted:   coll,
 		HasFulcio: len(coll.FulcioCertificateAuthorities()) > 0,
 		HasRekor:  len(coll.RekorLogs()) > 0,

@@ -1,4 +1,4 @@
-package policy
+package notaryv1
 
 import (
 	"crypto/ecdsa"
@@ -12,7 +12,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nri-image-verifier/nri-image-verifier/internal/policytest"
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
 )
+
+// parse reads a test policy (with KEY_* placeholders) and checks it as
+// validators.Check does for a policy of notaryv1 validators: its shape and
+// the notaryv1 section.
+func parse(t testing.TB, yaml string) (*policy.Policy, error) {
+	t.Helper()
+	return policy.ParseWith([]byte(policytest.WithKeys(t, yaml)), func(p *policy.Policy) error { return p.Validate(Section) })
+}
 
 // A Connaisseur notaryv1 validator and rules, as its docs write them.
 const notaryPolicy = `
@@ -46,19 +57,27 @@ policy:
 `
 
 func TestNotaryV1Loads(t *testing.T) {
-	p := mustParse(t, strings.ReplaceAll(notaryPolicy, "CA_CERT", strconv.Quote(testCA(t))))
+	p, err := parse(t, strings.ReplaceAll(notaryPolicy, "CA_CERT", strconv.Quote(testCA(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
 	v := p.Validator("default")
+	var problems policy.Errors
+	compiled := compile(&problems, "", v)
+	if err := problems.Err(); err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range v.TrustRoots {
-		if r.PublicKey == nil {
+		if compiled.keys[r.Name] == nil {
 			t.Errorf("trust root %q: key not parsed", r.Name)
 		}
 	}
-	u, err := NotaryServer(v)
+	u, err := serverURL(v)
 	if err != nil || u.String() != "https://notary.example.com:4443" {
-		t.Errorf("NotaryServer = %v, %v", u, err)
+		t.Errorf("serverURL = %v, %v", u, err)
 	}
-	if u, err := NotaryServer(p.Validator("hub")); err != nil || u.String() != DefaultNotaryServer {
-		t.Errorf("NotaryServer without host = %v, %v; want Docker Hub's", u, err)
+	if u, err := serverURL(p.Validator("hub")); err != nil || u.String() != DefaultServer {
+		t.Errorf("serverURL without host = %v, %v; want Docker Hub's", u, err)
 	}
 	if got := p.Rules[1].With.Delegations; len(got) != 3 {
 		t.Errorf("delegations = %v", got)
@@ -67,7 +86,7 @@ func TestNotaryV1Loads(t *testing.T) {
 
 func TestNotaryServer(t *testing.T) {
 	tests := []struct{ host, want, err string }{
-		{"", DefaultNotaryServer, ""},
+		{"", DefaultServer, ""},
 		{"notary.docker.io", "https://notary.docker.io", ""},
 		{" https://notary.docker.io/ ", "https://notary.docker.io", ""},
 		{"http://127.0.0.1:4443", "http://127.0.0.1:4443", ""},
@@ -80,16 +99,16 @@ func TestNotaryServer(t *testing.T) {
 		{"https://notary.io:port", "", "not a URL"},
 	}
 	for _, tt := range tests {
-		v := &Validator{Type: TypeNotaryV1}
+		v := &policy.Validator{Type: policy.TypeNotaryV1}
 		if tt.host != "" {
-			v.Host = &Host{Server: tt.host}
+			v.Host = &policy.Host{Server: tt.host}
 		}
-		u, err := NotaryServer(v)
+		u, err := serverURL(v)
 		switch {
 		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
-			t.Errorf("NotaryServer(%q) = %v, %v; want error %q", tt.host, u, err, tt.err)
+			t.Errorf("serverURL(%q) = %v, %v; want error %q", tt.host, u, err, tt.err)
 		case tt.err == "" && (err != nil || u.String() != tt.want):
-			t.Errorf("NotaryServer(%q) = %v, %v; want %s", tt.host, u, err, tt.want)
+			t.Errorf("serverURL(%q) = %v, %v; want %s", tt.host, u, err, tt.want)
 		}
 		if err != nil && strings.Contains(err.Error(), "secret") {
 			t.Errorf("error shows the password: %v", err)
@@ -99,8 +118,8 @@ func TestNotaryServer(t *testing.T) {
 
 func TestNotaryDelegationRole(t *testing.T) {
 	for in, want := range map[string]string{"releases": "targets/releases", "targets/releases": "targets/releases", "team/a": "targets/team/a"} {
-		if got := NotaryDelegationRole(in); got != want {
-			t.Errorf("NotaryDelegationRole(%q) = %q, want %q", in, got, want)
+		if got := delegationRole(in); got != want {
+			t.Errorf("delegationRole(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -161,7 +180,7 @@ validators:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := Parse([]byte(withKeys(t, tt.yaml)))
+			p, err := parse(t, tt.yaml)
 			if err == nil {
 				t.Fatalf("Parse succeeded: %+v", p)
 			}

@@ -1,4 +1,4 @@
-package policy
+package keys_test
 
 import (
 	"crypto/ecdsa"
@@ -9,7 +9,14 @@ import (
 	"encoding/pem"
 	"strings"
 	"testing"
+
+	"github.com/nri-image-verifier/nri-image-verifier/internal/policytest"
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/keys"
+	"github.com/nri-image-verifier/nri-image-verifier/verify/validators"
 )
+
+func pemKey(t testing.TB, name string) string { return policytest.KeyPEM(t, name) }
 
 func TestKeyTypes(t *testing.T) {
 	tests := []struct {
@@ -24,7 +31,7 @@ func TestKeyTypes(t *testing.T) {
 		{"P521", "ECDSA key on curve P-521, need P-256 or P-384"},
 	}
 	for _, tt := range tests {
-		pub, err := parseKey(pemKey(t, tt.key))
+		pub, err := keys.Parse(pemKey(t, tt.key))
 		switch {
 		case tt.wantErr == "" && err != nil:
 			t.Errorf("%s: %v", tt.key, err)
@@ -34,7 +41,7 @@ func TestKeyTypes(t *testing.T) {
 			t.Errorf("%s: error %v, want %q", tt.key, err, tt.wantErr)
 		}
 		// Through the loader, with the field path.
-		_, err = Parse([]byte(withKeys(t, "validators: [{name: default, type: cosign, trustRoots: [{name: default, key: KEY_"+tt.key+"}]}]\npolicy: [{pattern: '*'}]")))
+		_, err = policy.ParseWith([]byte(policytest.WithKeys(t, "validators: [{name: default, type: cosign, trustRoots: [{name: default, key: KEY_"+tt.key+"}]}]\npolicy: [{pattern: '*'}]")), validators.Check)
 		if (err == nil) != (tt.wantErr == "") {
 			t.Errorf("Parse with %s: %v", tt.key, err)
 		} else if err != nil && !strings.Contains(err.Error(), "validators[0].trustRoots[0].key: "+tt.wantErr) {
@@ -44,7 +51,7 @@ func TestKeyTypes(t *testing.T) {
 }
 
 func TestKeyForms(t *testing.T) {
-	rsaKey := testKeys(t)["RSA2048"].(*rsa.PublicKey)
+	rsaKey := policytest.Keys(t)["RSA2048"].(*rsa.PublicKey)
 	pkcs1 := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(rsaKey)}))
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -70,7 +77,7 @@ func TestKeyForms(t *testing.T) {
 		{"empty", "", "is not an inline PEM public key"},
 	}
 	for _, tt := range tests {
-		_, err := parseKey(tt.key)
+		_, err := keys.Parse(tt.key)
 		if tt.wantErr == "" {
 			if err != nil {
 				t.Errorf("%s: %v", tt.name, err)

@@ -1,4 +1,4 @@
-package policy
+package cosign
 
 import (
 	"context"
@@ -96,41 +96,41 @@ func issueList(iss *cel.Issues) string {
 	return strings.Join(out, "; ")
 }
 
-// Statement is what the conditions see of a verified in-toto statement.
-type Statement struct {
+// statement is what the conditions see of a verified in-toto statement.
+type statement struct {
 	PredicateType string
 	// Predicate is the predicate as encoding/json decodes it into an any:
 	// map[string]any, []any, string, float64, bool or nil.
 	Predicate any
-	Subject   []Subject
+	Subject   []statementSubject
 }
 
-// Subject is one subject of an in-toto statement.
-type Subject struct {
+// statementSubject is one subject of an in-toto statement.
+type statementSubject struct {
 	Name   string
 	Digest map[string]string
 }
 
-// ConditionError says which condition did not hold and why.
-type ConditionError struct {
+// conditionError says which condition did not hold and why.
+type conditionError struct {
 	Expr string
 	// Err is the evaluation error (a missing field, the cost limit), or nil
 	// when the condition evaluated to false.
 	Err error
 }
 
-func (e *ConditionError) Error() string {
+func (e *conditionError) Error() string {
 	if e.Err == nil {
 		return fmt.Sprintf("condition %q is false", e.Expr)
 	}
 	return fmt.Sprintf("condition %q failed: %v", e.Expr, e.Err)
 }
 
-func (e *ConditionError) Unwrap() error { return e.Err }
+func (e *conditionError) Unwrap() error { return e.Err }
 
-// Check evaluates the conditions, in order, on st: nil when all hold, else
-// a *ConditionError for the first that does not.
-func (c *CompiledAttestation) Check(ctx context.Context, st Statement) error {
+// check evaluates the conditions, in order, on st: nil when all hold, else
+// a *conditionError for the first that does not.
+func (c *attestation) check(ctx context.Context, st statement) error {
 	if len(c.conditions) == 0 {
 		return nil
 	}
@@ -150,14 +150,14 @@ func (c *CompiledAttestation) Check(ctx context.Context, st Statement) error {
 	for _, cond := range c.conditions {
 		out, _, err := cond.prg.ContextEval(ctx, vars)
 		if err != nil {
-			return &ConditionError{Expr: cond.expr, Err: err}
+			return &conditionError{Expr: cond.expr, Err: err}
 		}
 		ok, isBool := out.Value().(bool)
 		if !isBool {
-			return &ConditionError{Expr: cond.expr, Err: fmt.Errorf("result %v is not a bool", out)}
+			return &conditionError{Expr: cond.expr, Err: fmt.Errorf("result %v is not a bool", out)}
 		}
 		if !ok {
-			return &ConditionError{Expr: cond.expr}
+			return &conditionError{Expr: cond.expr}
 		}
 	}
 	return nil

@@ -1,4 +1,8 @@
-package policy
+// Package keys answers one question: is this inline PEM text a public key
+// that signatures are verified with here, and which? cosign and notaryv1
+// trust roots pin keys this way. It knows nothing of policies, images or
+// signatures.
+package keys
 
 import (
 	"bytes"
@@ -23,9 +27,10 @@ const minRSABits = 2048
 // as a KMS URI, which the node does not reach.
 var errNotPEM = errors.New(`is not an inline PEM public key ("-----BEGIN PUBLIC KEY-----"); KMS references are not supported by this version yet`)
 
-// parseKey reads an inline PEM public key and checks that it is of a kind
-// and size that signatures are verified with here.
-func parseKey(key string) (crypto.PublicKey, error) {
+// Parse reads an inline PEM public key and checks that it is of a kind and
+// size that signatures are verified with here: ECDSA P-256 or P-384, RSA of
+// at least 2048 bits, or Ed25519. Its errors never echo key material.
+func Parse(key string) (crypto.PublicKey, error) {
 	block, rest := pem.Decode([]byte(key))
 	if block == nil {
 		if ref := strings.TrimSpace(key); strings.Contains(ref, "://") && len(ref) < 200 && !strings.ContainsAny(ref, "\r\n") {

@@ -1,15 +1,105 @@
-package policy
+package cosign
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/policytest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/sigstoretest"
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
 )
+
+// checkPolicy checks p as validators.Check does for a policy of cosign
+// validators: its shape and the cosign section.
+func checkPolicy(p *policy.Policy) error { return p.Validate(Section) }
+
+// parse reads a test policy (with KEY_* placeholders) and checks it.
+func parse(t testing.TB, yaml string) (*policy.Policy, error) {
+	t.Helper()
+	return policy.ParseWith([]byte(policytest.WithKeys(t, yaml)), checkPolicy)
+}
+
+func mustParse(t testing.TB, yaml string) *policy.Policy {
+	t.Helper()
+	p, err := parse(t, yaml)
+	if err != nil {
+		t.Fatalf("parse: %v\n%s", err, yaml)
+	}
+	return p
+}
+
+// compiled is v's cosign section compiled, with no problem.
+func compiled(t testing.TB, v *policy.Validator) *settings {
+	t.Helper()
+	var problems policy.Errors
+	s := compile(&problems, "", v)
+	if err := problems.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Head of a valid policy for the validation cases (policy's tests have
+// the same).
+const cosignHead = `
+validators:
+- name: default
+  type: cosign
+  trustRoots:
+  - name: default
+    key: KEY_P256
+  - name: bob
+    key: KEY_P384
+- name: allow
+  type: static
+  approve: true
+`
+
+// The cosign validator of policy's full example: each key parses to its
+// kind.
+func TestParseFullKeys(t *testing.T) {
+	p := mustParse(t, `
+validators:
+- name: default
+  type: cosign
+  host:
+    rekor: rekor.example.com
+  auth:
+    secretName: regcred
+  trustRoots:
+  - name: default
+    key: KEY_P256
+  - name: bob
+    key: KEY_ED25519
+  - name: carol
+    key: KEY_RSA2048
+policy:
+- pattern: "docker.io/myorg/*"
+  with:
+    trustRoot: "*"
+    threshold: 2
+    required: [default]
+    verifyInTransparencyLog: false
+    verifySCT: false
+    mode: mutate
+`)
+	s := compiled(t, p.Validator("default"))
+	if _, ok := s.keys["default"].(*ecdsa.PublicKey); !ok {
+		t.Errorf("default key: %T", s.keys["default"])
+	}
+	if _, ok := s.keys["bob"].(ed25519.PublicKey); !ok {
+		t.Errorf("bob key: %T", s.keys["bob"])
+	}
+	if _, ok := s.keys["carol"].(*rsa.PublicKey); !ok {
+		t.Errorf("carol key: %T", s.keys["carol"])
+	}
+}
 
 // withSigstore replaces FULCIO, REKOR, CTLOG, LEAF and TRUSTED_ROOT in a
 // YAML text with the quoted material of a fresh local Sigstore, and
@@ -27,31 +117,31 @@ func withSigstore(t testing.TB, yaml string) string {
 	} {
 		yaml = strings.ReplaceAll(yaml, ph, strconv.Quote(v))
 	}
-	return withKeys(t, yaml)
+	return policytest.WithKeys(t, yaml)
 }
 
-const keylessRoot = `{name: ci, keyless: {issuer: "https://token.actions.githubusercontent.com", subjectRegex: "https://github\\.com/org/.*"}}`
+const keylessRootYAML = `{name: ci, keyless: {issuer: "https://token.actions.githubusercontent.com", subjectRegex: "https://github\\.com/org/.*"}}`
 
 func TestKeylessLoads(t *testing.T) {
 	for name, yaml := range map[string]string{
-		"inline": "validators: [{name: default, type: cosign, host: {fulcioCert: FULCIO, rekorPubkey: REKOR, ctLogPubkey: CTLOG}, trustRoots: [" + keylessRoot + "]}]\npolicy: [{pattern: '*', with: {trustRoot: ci}}]",
-		"file":   "validators: [{name: default, type: cosign, trustedRoot: TRUSTED_ROOT, trustRoots: [" + keylessRoot + "]}]\npolicy: [{pattern: '*', with: {trustRoot: ci}}]",
+		"inline": "validators: [{name: default, type: cosign, host: {fulcioCert: FULCIO, rekorPubkey: REKOR, ctLogPubkey: CTLOG}, trustRoots: [" + keylessRootYAML + "]}]\npolicy: [{pattern: '*', with: {trustRoot: ci}}]",
+		"file":   "validators: [{name: default, type: cosign, trustedRoot: TRUSTED_ROOT, trustRoots: [" + keylessRootYAML + "]}]\npolicy: [{pattern: '*', with: {trustRoot: ci}}]",
 		// Without logs, both checks off: the certificate alone, checked now.
-		"fulcio only": "validators: [{name: default, type: cosign, host: {fulcioCert: FULCIO}, trustRoots: [" + keylessRoot + "]}]\npolicy: [{pattern: '*', with: {trustRoot: ci, verifyInTransparencyLog: false, verifySCT: false}}]",
+		"fulcio only": "validators: [{name: default, type: cosign, host: {fulcioCert: FULCIO}, trustRoots: [" + keylessRootYAML + "]}]\npolicy: [{pattern: '*', with: {trustRoot: ci, verifyInTransparencyLog: false, verifySCT: false}}]",
 		// Key and keyless roots in one validator.
-		"mixed": "validators: [{name: default, type: cosign, host: {fulcioCert: FULCIO, rekorPubkey: REKOR, ctLogPubkey: CTLOG}, trustRoots: [" + keylessRoot + ", {name: key, key: KEY_P256}]}]\npolicy: [{pattern: '*', with: {trustRoot: '*'}}]",
+		"mixed": "validators: [{name: default, type: cosign, host: {fulcioCert: FULCIO, rekorPubkey: REKOR, ctLogPubkey: CTLOG}, trustRoots: [" + keylessRootYAML + ", {name: key, key: KEY_P256}]}]\npolicy: [{pattern: '*', with: {trustRoot: '*'}}]",
 	} {
 		t.Run(name, func(t *testing.T) {
-			p, err := Parse([]byte(withSigstore(t, yaml)))
+			p, err := parse(t, withSigstore(t, yaml))
 			if err != nil {
 				t.Fatal(err)
 			}
-			v := p.Validator(DefaultName)
-			if v.Sigstore == nil || !v.Sigstore.HasFulcio {
-				t.Fatalf("no Fulcio material parsed: %+v", v.Sigstore)
+			m := compiled(t, p.Validator(policy.DefaultName)).material
+			if m == nil || !m.HasFulcio {
+				t.Fatalf("no Fulcio material parsed: %+v", m)
 			}
-			if name != "fulcio only" && (!v.Sigstore.HasRekor || !v.Sigstore.HasCTLog) {
-				t.Fatalf("log material missing: %+v", v.Sigstore)
+			if name != "fulcio only" && (!m.HasRekor || !m.HasCTLog) {
+				t.Fatalf("log material missing: %+v", m)
 			}
 			if ws := p.Warnings(); len(ws) != 0 {
 				t.Errorf("warnings for a keyless validator's host: %q", ws)
@@ -63,18 +153,18 @@ func TestKeylessLoads(t *testing.T) {
 // Identity regexes are anchored: a prefix or a substring is no match.
 func TestKeylessRegexAnchored(t *testing.T) {
 	p := mustParse(t, withSigstore(t, "validators: [{name: default, type: cosign, host: {fulcioCert: FULCIO, rekorPubkey: REKOR, ctLogPubkey: CTLOG}, trustRoots: [{name: default, keyless: {issuerRegex: 'https://issuer\\.example', subjectRegex: 'https://github\\.com/org/'}}]}]\npolicy: [{pattern: '*'}]"))
-	k := p.Validators[0].TrustRoots[0].Keyless
+	k := compiled(t, &p.Validators[0]).identities["default"]
 	for s, want := range map[string]bool{
 		"https://github.com/org/":                       true,
 		"https://github.com/org/repo/.github/wf.yml":    false,
 		"https://evil.example/?https://github.com/org/": false,
 	} {
-		if got := k.SubjectRE.MatchString(s); got != want {
+		if got := k.subjectRE.MatchString(s); got != want {
 			t.Errorf("subjectRegex matches %q = %v, want %v", s, got, want)
 		}
 	}
-	if k.IssuerRE.MatchString("https://issuer.example.evil") || !k.IssuerRE.MatchString("https://issuer.example") {
-		t.Errorf("issuerRegex is not anchored: %s", k.IssuerRE)
+	if k.issuerRE.MatchString("https://issuer.example.evil") || !k.issuerRE.MatchString("https://issuer.example") {
+		t.Errorf("issuerRegex is not anchored: %s", k.issuerRE)
 	}
 }
 
@@ -102,36 +192,36 @@ func TestKeylessValidationErrors(t *testing.T) {
 			[]string{"validators[0].trustRoots[0].keyless.subjectRegex: not a valid regular expression"}},
 		{"key and keyless", v(host, "{name: ci, key: KEY_P256, keyless: {issuer: https://i, subject: a@b.c}}") + rule,
 			[]string{"validators[0].trustRoots[0]: give key or keyless, not both"}},
-		{"no fulcio", v("host: {rekorPubkey: REKOR, ctLogPubkey: CTLOG}, ", keylessRoot) + rule,
+		{"no fulcio", v("host: {rekorPubkey: REKOR, ctLogPubkey: CTLOG}, ", keylessRootYAML) + rule,
 			[]string{"validators[0].trustRoots[0].keyless: no Fulcio CA certificates", "validators[0].host.fulcioCert"}},
-		{"fulcio garbage", v("host: {fulcioCert: nope}, ", keylessRoot) + rule,
+		{"fulcio garbage", v("host: {fulcioCert: nope}, ", keylessRootYAML) + rule,
 			[]string{"validators[0].host.fulcioCert: "}},
-		{"fulcio leaf", v("host: {fulcioCert: LEAF}, ", keylessRoot) + rule,
+		{"fulcio leaf", v("host: {fulcioCert: LEAF}, ", keylessRootYAML) + rule,
 			[]string{"validators[0].host.fulcioCert: certificate 1", "is not a CA certificate"}},
-		{"rekor garbage", v("host: {fulcioCert: FULCIO, rekorPubkey: nope}, ", keylessRoot) + rule,
+		{"rekor garbage", v("host: {fulcioCert: FULCIO, rekorPubkey: nope}, ", keylessRootYAML) + rule,
 			[]string{"validators[0].host.rekorPubkey: not a PEM public key"}},
-		{"rekor not ECDSA", v("host: {fulcioCert: FULCIO, rekorPubkey: KEY_ED25519}, ", keylessRoot) + rule,
+		{"rekor not ECDSA", v("host: {fulcioCert: FULCIO, rekorPubkey: KEY_ED25519}, ", keylessRootYAML) + rule,
 			[]string{"validators[0].host.rekorPubkey: ", "Rekor signs its entry timestamps with ECDSA"}},
-		{"ctlog garbage", v("host: {fulcioCert: FULCIO, ctLogPubkey: nope}, ", keylessRoot) + rule,
+		{"ctlog garbage", v("host: {fulcioCert: FULCIO, ctLogPubkey: nope}, ", keylessRootYAML) + rule,
 			[]string{"validators[0].host.ctLogPubkey: not a PEM public key"}},
-		{"trusted root relative", v("trustedRoot: trusted_root.json, ", keylessRoot) + rule,
+		{"trusted root relative", v("trustedRoot: trusted_root.json, ", keylessRootYAML) + rule,
 			[]string{`validators[0].trustedRoot: "trusted_root.json": must be an absolute path`}},
-		{"trusted root missing", v("trustedRoot: /nonexistent/trusted_root.json, ", keylessRoot) + rule,
+		{"trusted root missing", v("trustedRoot: /nonexistent/trusted_root.json, ", keylessRootYAML) + rule,
 			[]string{"validators[0].trustedRoot: open /nonexistent/trusted_root.json"}},
-		{"trusted root garbage", v("trustedRoot: "+bad+", ", keylessRoot) + rule,
+		{"trusted root garbage", v("trustedRoot: "+bad+", ", keylessRootYAML) + rule,
 			[]string{"validators[0].trustedRoot: " + bad + " is not a Sigstore trusted root"}},
 		{"trusted root without keyless", v("trustedRoot: TRUSTED_ROOT, ", "{name: default, key: KEY_P256}") + "policy: [{pattern: '*'}]",
 			[]string{"validators[0].trustedRoot: only keyless trust roots use a trusted root"}},
 		{"trusted root on static", "validators: [{name: default, type: static, approve: true, trustedRoot: TRUSTED_ROOT}]\npolicy: [{pattern: '*'}]",
 			[]string{"validators[0].trustedRoot: only cosign validators"}},
-		{"tlog without rekor", v("host: {fulcioCert: FULCIO, ctLogPubkey: CTLOG}, ", keylessRoot) + "policy: [{pattern: '*', with: {trustRoot: ci}}]",
+		{"tlog without rekor", v("host: {fulcioCert: FULCIO, ctLogPubkey: CTLOG}, ", keylessRootYAML) + "policy: [{pattern: '*', with: {trustRoot: ci}}]",
 			[]string{`policy[0].with.verifyInTransparencyLog: on (the default) for keyless trust root "ci", but validator "default" has no Rekor public key`}},
-		{"sct without ctlog", v("host: {fulcioCert: FULCIO, rekorPubkey: REKOR}, ", keylessRoot) + "policy: [{pattern: '*', with: {trustRoot: ci, verifySCT: true}}]",
+		{"sct without ctlog", v("host: {fulcioCert: FULCIO, rekorPubkey: REKOR}, ", keylessRootYAML) + "policy: [{pattern: '*', with: {trustRoot: ci, verifySCT: true}}]",
 			[]string{`policy[0].with.verifySCT: on (the default) for keyless trust root "ci", but validator "default" has no CT log public key`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := Parse([]byte(withSigstore(t, tt.yaml)))
+			p, err := parse(t, withSigstore(t, tt.yaml))
 			if err == nil {
 				t.Fatalf("Parse succeeded: %+v", p)
 			}
@@ -144,61 +234,18 @@ func TestKeylessValidationErrors(t *testing.T) {
 	}
 }
 
-// A key-based rule asking for the log loads, with a warning that key roots
-// are verified without one.
-func TestKeylessSwitchesOnKeyRootWarn(t *testing.T) {
-	p := mustParse(t, "validators: [{name: default, type: cosign, trustRoots: [{name: default, key: KEY_P256}]}]\npolicy: [{pattern: '*', with: {verifyInTransparencyLog: true, verifySCT: true}}]")
-	ws := strings.Join(p.Warnings(), "\n")
-	if !strings.Contains(ws, "policy[0] (*).with: verifyInTransparencyLog/verifySCT apply to keyless trust roots only") {
-		t.Fatalf("warnings: %q", ws)
-	}
-}
-
 func TestKeylessChecksDefault(t *testing.T) {
 	f, tr := false, true
 	for _, c := range []struct {
-		w         With
+		w         policy.With
 		tlog, sct bool
 	}{
-		{With{}, true, true},
-		{With{VerifyInTransparencyLog: &f}, false, true},
-		{With{VerifySCT: &f, VerifyInTransparencyLog: &tr}, true, false},
+		{policy.With{}, true, true},
+		{policy.With{VerifyInTransparencyLog: &f}, false, true},
+		{policy.With{VerifySCT: &f, VerifyInTransparencyLog: &tr}, true, false},
 	} {
-		if tlog, sct := c.w.KeylessChecks(); tlog != c.tlog || sct != c.sct {
+		if tlog, sct := keylessChecks(c.w); tlog != c.tlog || sct != c.sct {
 			t.Errorf("%+v: KeylessChecks() = %v, %v; want %v, %v", c.w, tlog, sct, c.tlog, c.sct)
-		}
-	}
-}
-
-// A reload whose trusted root is unreadable is a policy error: the watcher
-// reports it and the last good policy (and its material) stays in force.
-func TestKeylessReloadKeepsLastGood(t *testing.T) {
-	good := withSigstore(t, "validators: [{name: default, type: cosign, trustedRoot: TRUSTED_ROOT, trustRoots: ["+keylessRoot+"]}]\npolicy: [{pattern: '*', with: {trustRoot: ci}}]")
-	c := newConfigMapDir(t, good)
-	loads, errs := startWatch(t, c.path())
-	select {
-	case p := <-loads:
-		if p.Version != version(good) || p.Validators[0].Sigstore == nil {
-			t.Fatalf("first load: version %s, material %v", p.Version, p.Validators[0].Sigstore)
-		}
-	case err := <-errs:
-		t.Fatalf("good policy refused: %v", err)
-	case <-time.After(waitFor):
-		t.Fatal("no load")
-	}
-	missing := filepath.Join(t.TempDir(), "gone.json")
-	c.swap("validators: [{name: default, type: cosign, trustedRoot: " + strconv.Quote(missing) + ", trustRoots: [" + keylessRoot + "]}]\npolicy: [{pattern: '*', with: {trustRoot: ci}}]")
-	deadline := time.After(waitFor)
-	for {
-		select {
-		case p := <-loads:
-			t.Fatalf("a policy with a missing trusted root was loaded: %s", p.Version)
-		case err := <-errs:
-			if strings.Contains(err.Error(), "validators[0].trustedRoot: open "+missing) {
-				return
-			}
-		case <-deadline:
-			t.Fatal("no error for the missing trusted root")
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package policy
+package cosign
 
 import (
 	"context"
@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/nri-image-verifier/nri-image-verifier/policy"
 )
 
 const slsaV1 = "https://slsa.dev/provenance/v1"
 
-// A policy with attestations loads, short names resolve and the
-// conditions are compiled into the policy itself.
+// A policy with attestations loads, short names resolve, and a verifier
+// compiles the conditions once and then hands out those programs.
 func TestAttestationsLoad(t *testing.T) {
 	p := mustParse(t, cosignHead+`
 policy:
@@ -29,16 +31,18 @@ policy:
 `)
 	as := p.Rules[0].With.Attestations
 	want := []string{slsaV1, "https://cyclonedx.org/bom", "https://example.com/custom/v2"}
+	var v Verifier
 	for i, a := range as {
-		if a.compiled == nil {
-			t.Fatalf("attestations[%d]: not compiled at load", i)
+		compiled, err := v.attestations.get(a)
+		if err != nil {
+			t.Fatalf("attestations[%d]: not compiled: %v", i, err)
 		}
-		if a.compiled.PredicateType != want[i] || len(a.compiled.conditions) != len(a.Conditions) {
-			t.Errorf("attestations[%d]: compiled %q with %d conditions, want %q with %d", i, a.compiled.PredicateType, len(a.compiled.conditions), want[i], len(a.Conditions))
+		if compiled.predicateType != want[i] || len(compiled.conditions) != len(a.Conditions) {
+			t.Errorf("attestations[%d]: compiled %q with %d conditions, want %q with %d", i, compiled.predicateType, len(compiled.conditions), want[i], len(a.Conditions))
 		}
-		// Compiled hands out the programs made at load, not new ones.
-		if c, err := a.Compiled(); err != nil || c != a.compiled {
-			t.Errorf("attestations[%d]: Compiled() = %p, %v; want the load-time %p", i, c, err, a.compiled)
+		// The verifier hands out the programs it compiled, not new ones.
+		if c, err := v.attestations.get(a); err != nil || c != compiled {
+			t.Errorf("attestations[%d]: get() = %p, %v; want the first %p", i, c, err, compiled)
 		}
 	}
 }
@@ -83,7 +87,7 @@ func TestAttestationsInvalid(t *testing.T) {
 			[]string{`policy[0].with.attestations[0]: unknown field "condition"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse([]byte(withKeys(t, head+"policy:\n- "+tc.rule+"\n")))
+			_, err := parse(t, head+"policy:\n- "+tc.rule+"\n")
 			if err == nil {
 				t.Fatal("parsed, want an error")
 			}
@@ -97,29 +101,32 @@ func TestAttestationsInvalid(t *testing.T) {
 	}
 }
 
-// A Validate of the same policy again does not keep stale programs: a
-// condition edited in code is recompiled.
+// A check of the same policy again does not keep stale programs: a
+// condition edited in code is recompiled, by Check and by the verifier.
 func TestAttestationsRevalidate(t *testing.T) {
 	p := mustParse(t, cosignHead+"policy: [{pattern: '*', with: {attestations: [{predicateType: spdx, conditions: ['true']}]}}]")
+	var v Verifier
+	if _, err := v.attestations.get(p.Rules[0].With.Attestations[0]); err != nil {
+		t.Fatal(err)
+	}
 	p.Rules[0].With.Attestations[0].Conditions = []string{"predicate.name"}
-	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "want bool") {
+	if err := checkPolicy(p); err == nil || !strings.Contains(err.Error(), "want bool") {
 		t.Fatalf("Validate after edit: %v, want a type error", err)
 	}
-	if p.Rules[0].With.Attestations[0].compiled != nil {
-		t.Fatal("a failed Validate left the old program in place")
+	if _, err := v.attestations.get(p.Rules[0].With.Attestations[0]); err == nil {
+		t.Fatal("the verifier kept the old program for an edited condition")
 	}
 }
 
-// An Attestation that never went through Validate compiles on demand, and
-// fails closed when invalid.
+// An Attestation compiles on demand, and fails closed when invalid.
 func TestAttestationCompiledWithoutValidate(t *testing.T) {
-	c, err := Attestation{PredicateType: "spdxjson", Conditions: []string{"true"}}.Compiled()
-	if err != nil || c.PredicateType != "https://spdx.dev/Document" {
-		t.Fatalf("Compiled() = %+v, %v", c, err)
+	c, err := compiledAttestation(policy.Attestation{PredicateType: "spdxjson", Conditions: []string{"true"}})
+	if err != nil || c.predicateType != "https://spdx.dev/Document" {
+		t.Fatalf("compiledAttestation() = %+v, %v", c, err)
 	}
-	_, err = Attestation{PredicateType: "spdx", Conditions: []string{"1"}}.Compiled()
+	_, err = compiledAttestation(policy.Attestation{PredicateType: "spdx", Conditions: []string{"1"}})
 	if err == nil || !strings.HasPrefix(err.Error(), "conditions[0]: ") {
-		t.Fatalf("Compiled() of a non-bool condition: %v", err)
+		t.Fatalf("compiledAttestation() of a non-bool condition: %v", err)
 	}
 }
 
@@ -138,10 +145,10 @@ func TestConditionCheck(t *testing.T) {
 		"buildDefinition": {"buildType": "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1", "internalParameters": {"runs": 3}},
 		"packages": [{"name": "openssl", "version": "3.0.13"}, {"name": "zlib", "version": "1.3"}]
 	}`)
-	st := Statement{
+	st := statement{
 		PredicateType: slsaV1,
 		Predicate:     pred,
-		Subject:       []Subject{{Name: "reg.io/app", Digest: map[string]string{"sha256": strings.Repeat("ab", 32)}}},
+		Subject:       []statementSubject{{Name: "reg.io/app", Digest: map[string]string{"sha256": strings.Repeat("ab", 32)}}},
 	}
 	for _, tc := range []struct {
 		expr string
@@ -163,18 +170,18 @@ func TestConditionCheck(t *testing.T) {
 		{`predicate.packages[5].name == "x"`, "index out of bounds"},
 	} {
 		t.Run(tc.expr, func(t *testing.T) {
-			c, err := Attestation{PredicateType: "slsaprovenance1", Conditions: []string{"true", tc.expr}}.Compiled()
+			c, err := compiledAttestation(policy.Attestation{PredicateType: "slsaprovenance1", Conditions: []string{"true", tc.expr}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = c.Check(context.Background(), st)
-			var ce *ConditionError
+			err = c.check(context.Background(), st)
+			var ce *conditionError
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("Check: %v, want nil", err)
 			case tc.want == "":
 			case !errors.As(err, &ce) || ce.Expr != tc.expr:
-				t.Fatalf("Check: %v, want a ConditionError for %q", err, tc.expr)
+				t.Fatalf("Check: %v, want a conditionError for %q", err, tc.expr)
 			case tc.want == "false" && (ce.Err != nil || err.Error() != fmt.Sprintf("condition %q is false", tc.expr)):
 				t.Fatalf("Check: %v, want it false", err)
 			case tc.want != "false" && (ce.Err == nil || !strings.Contains(err.Error(), tc.want)):
@@ -191,24 +198,24 @@ func TestConditionCostLimit(t *testing.T) {
 	for i := range big {
 		big[i] = map[string]any{"name": "p", "deps": []any{"a", "b", "c"}}
 	}
-	c, err := Attestation{PredicateType: "spdx", Conditions: []string{
+	c, err := compiledAttestation(policy.Attestation{PredicateType: "spdx", Conditions: []string{
 		`predicate.all(a, predicate.all(b, a.name == b.name))`,
-	}}.Compiled()
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = c.Check(context.Background(), Statement{Predicate: big})
+	err = c.check(context.Background(), statement{Predicate: big})
 	if err == nil || !strings.Contains(err.Error(), "cost limit") {
 		t.Fatalf("Check: %v, want the cost limit to stop it", err)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	c, err = Attestation{PredicateType: "spdx", Conditions: []string{`predicate.all(a, a.name == "p")`}}.Compiled()
+	c, err = compiledAttestation(policy.Attestation{PredicateType: "spdx", Conditions: []string{`predicate.all(a, a.name == "p")`}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Check(ctx, Statement{Predicate: big}); err == nil {
+	if err := c.check(ctx, statement{Predicate: big}); err == nil {
 		t.Fatal("Check with a cancelled context passed")
 	}
 }
@@ -221,15 +228,15 @@ func TestPredicateShortNames(t *testing.T) {
 		t.Fatalf("message lists %d short names, %d are resolved", len(listed), len(predicateTypes))
 	}
 	for _, name := range listed {
-		uri, err := ResolvePredicateType(name)
+		uri, err := resolvePredicateType(name)
 		if err != nil || uri == name || !strings.HasPrefix(uri, "https://") {
 			t.Errorf("%s resolves to %q, %v", name, uri, err)
 		}
 	}
-	if uri, err := ResolvePredicateType("urn:example:attestation"); err != nil || uri != "urn:example:attestation" {
+	if uri, err := resolvePredicateType("urn:example:attestation"); err != nil || uri != "urn:example:attestation" {
 		t.Errorf("an absolute URN: %q, %v", uri, err)
 	}
-	if _, err := ResolvePredicateType("https://slsa.dev/provenance v1"); err == nil {
+	if _, err := resolvePredicateType("https://slsa.dev/provenance v1"); err == nil {
 		t.Error("a URI with a space resolved")
 	}
 }
