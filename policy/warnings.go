@@ -1,11 +1,15 @@
 package policy
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Warnings lists settings that load but do nothing at the node, so that a
-// team moving a Connaisseur file here learns what it does not get. In
+// team moving a Connaisseur file here learns what it does not get (in
 // particular Connaisseur checks the transparency log by default, and here
-// only keyless roots are checked against it.
+// only keyless roots are checked against it), and patterns that match more
+// than they seem to.
 func (p *Policy) Warnings() []string {
 	var ws []string
 	for i, v := range p.Validators {
@@ -22,6 +26,10 @@ func (p *Policy) Warnings() []string {
 	}
 	for i, r := range p.Rules {
 		at := fmt.Sprintf("policy[%d] (%s)", i, r.Pattern)
+		if hostWildcard(r.Pattern) {
+			ws = append(ws, at+".pattern: a wildcard in the registry part also matches '/', so it matches images of any registry "+
+				"whose path ends the same way (\"*.corp.example/*\" matches \"evil.io/x.corp.example/app\"); write one rule per registry host")
+		}
 		if r.With.Mode != "" {
 			ws = append(ws, fmt.Sprintf("%s.with.mode %q: an admission setting, ignored at the node", at, r.With.Mode))
 		}
@@ -45,4 +53,17 @@ func selectsKeyRoot(v *Validator, w With) bool {
 		}
 	}
 	return false
+}
+
+// hostWildcard says whether the pattern's first component, where the
+// registry goes, holds a wildcard. '*' matches '/' too (Connaisseur's
+// semantics, kept for compatibility), so "*.corp.example/*" matches
+// "evil.io/x.corp.example/app". A pattern made of wildcards only ("*",
+// "*:*") says "everything" and surprises no one.
+func hostWildcard(pattern string) bool {
+	first, _, _ := strings.Cut(pattern, "/")
+	if !hasWildcard(first) {
+		return false
+	}
+	return strings.Trim(pattern, "*?:@") != ""
 }

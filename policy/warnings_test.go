@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -53,5 +54,39 @@ func TestKeylessSwitchesOnKeyRootWarn(t *testing.T) {
 	ws := strings.Join(p.Warnings(), "\n")
 	if !strings.Contains(ws, "policy[0] (*).with: verifyInTransparencyLog/verifySCT apply to keyless trust roots only") {
 		t.Fatalf("warnings: %q", ws)
+	}
+}
+
+// A wildcard where the registry goes matches across '/', so a pattern meant
+// for a family of registry hosts also matches any registry's repository
+// that ends the same way: the policy still loads (Connaisseur semantics)
+// but says so, naming the rule.
+func TestWarningsHostWildcard(t *testing.T) {
+	p := mustParse(t, `
+validators:
+- {name: allow, type: static, approve: true}
+- {name: default, type: static, approve: false}
+policy:
+- {pattern: "*.mirror.corp.example/*", validator: allow}
+- {pattern: "reg?.corp.example/app:*", validator: allow}
+- {pattern: "*/app:*", validator: allow}
+- {pattern: "eu.mirror.corp.example/*", validator: allow}
+- {pattern: "docker.io/library/*", validator: allow}
+- {pattern: "*:*"}
+- {pattern: "*"}
+`)
+	m, err := p.Match("evil.io/x.mirror.corp.example/payload:1", "")
+	if err != nil || m.Rule.Pattern != "*.mirror.corp.example/*" {
+		t.Fatalf("the semantics changed: %v %v", m, err)
+	}
+	ws := strings.Join(p.Warnings(), "\n")
+	for i, want := range []bool{true, true, true, false, false, false, false} {
+		at := fmt.Sprintf("policy[%d] (%s).pattern: a wildcard in the registry part", i, p.Rules[i].Pattern)
+		if got := strings.Contains(ws, at); got != want {
+			t.Errorf("rule %d %q: warned %v, want %v\n%s", i, p.Rules[i].Pattern, got, want, ws)
+		}
+	}
+	if !strings.Contains(ws, "write one rule per registry host") {
+		t.Errorf("the warning does not say what to write instead:\n%s", ws)
 	}
 }

@@ -140,10 +140,11 @@ func openAudit(path string) (io.Writer, func() error, error) {
 	return f, f.Close, nil
 }
 
-// warn logs the policy settings that load but have no effect here.
+// warn logs the policy settings that load but have no effect here, and the
+// patterns that match more than they seem to.
 func warn(log *slog.Logger, p *policy.Policy) {
 	for _, w := range p.Warnings() {
-		log.Warn("policy setting has no effect", "warning", w)
+		log.Warn("policy warning", "warning", w)
 	}
 }
 
