@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
 )
 
@@ -164,4 +165,21 @@ func canonicalHost(host string) string {
 		return DockerHub
 	}
 	return host
+}
+
+// ContainerdName is the name containerd's image store files ref under, as
+// its CRI plugin writes it (distribution/reference's ParseDockerRef): fully
+// qualified, the host's case kept (containerd keeps "EVIL.io/x:1" and
+// "evil.io/x:1" as two records), and a "name:tag@digest" reference as
+// "name@digest". Look records up by this name; match policy rules with
+// Normalize.
+func ContainerdName(ref string) (string, error) {
+	if IsImageID(ref) {
+		return "", fmt.Errorf("%q: %w", ref, ErrImageID)
+	}
+	named, err := reference.ParseDockerRef(ref)
+	if err != nil {
+		return "", fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	return named.String(), nil
 }

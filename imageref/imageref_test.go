@@ -108,3 +108,24 @@ func TestNormalizeOddHosts(t *testing.T) {
 }
 
 const testDigest = "sha256:1388abc7a12532836c3a81bdb0087409b15208f5aeba7a87aedcfd56d637c145"
+
+func TestContainerdName(t *testing.T) {
+	d := testDigest
+	for _, tt := range []struct{ in, want string }{
+		{"redis", "docker.io/library/redis:latest"},
+		{"redis:7", "docker.io/library/redis:7"},
+		{"EVIL.io/x:1", "EVIL.io/x:1"}, // the host's case is kept, as containerd keeps it
+		{"evil.io/x:1", "evil.io/x:1"},
+		{"reg.io/app:v1@" + d, "reg.io/app@" + d}, // containerd drops the tag
+		{"127.0.0.1:5000/app@" + d, "127.0.0.1:5000/app@" + d},
+	} {
+		if got, err := ContainerdName(tt.in); err != nil || got != tt.want {
+			t.Errorf("ContainerdName(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{testDigest, "Not A Ref!", "reg.io/App:1"} {
+		if got, err := ContainerdName(bad); err == nil {
+			t.Errorf("ContainerdName(%q) = %q, want an error", bad, got)
+		}
+	}
+}

@@ -100,31 +100,37 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (Image, error) {
 	if imageref.IsImageID(ref) {
 		return r.resolveID(ctx, ref)
 	}
+	// The record is looked up under containerd's own spelling of the name,
+	// once: a folded or otherwise "nicer" spelling can name another record
+	// ("evil.io/x:1" is not "EVIL.io/x:1" to containerd), whose digest is
+	// not the one the container runs.
+	stored, err := imageref.ContainerdName(ref)
+	if err != nil {
+		return Image{}, fmt.Errorf("image %q: %w", ref, err)
+	}
 	norm, err := imageref.Normalize(ref)
 	if err != nil {
 		return Image{}, fmt.Errorf("image %q: %w", ref, err)
 	}
-	img, err := r.get(ctx, norm, ref)
+	img, err := r.get(ctx, stored)
 	if err != nil {
 		return Image{}, err
 	}
+	// The rule is matched on the name as the pod wrote it (tag and digest
+	// both kept); the digests come from the record.
 	return r.describe(ctx, norm, img)
 }
 
-// get looks a name up as containerd stores it (normalised), then as given.
-func (r *Resolver) get(ctx context.Context, names ...string) (*imagesapi.Image, error) {
-	var last error
-	for _, n := range names {
-		resp, err := r.images.Get(ctx, &imagesapi.GetImageRequest{Name: n})
-		if err == nil {
-			return resp.GetImage(), nil
-		}
-		if status.Code(err) != codes.NotFound {
-			return nil, fmt.Errorf("containerd: get image %q: %w", n, err)
-		}
-		last = err
+// get looks up the record containerd files under name.
+func (r *Resolver) get(ctx context.Context, name string) (*imagesapi.Image, error) {
+	resp, err := r.images.Get(ctx, &imagesapi.GetImageRequest{Name: name})
+	if status.Code(err) == codes.NotFound {
+		return nil, fmt.Errorf("containerd has no image %q: %w", name, err)
 	}
-	return nil, fmt.Errorf("containerd has no image %q: %w", names[0], last)
+	if err != nil {
+		return nil, fmt.Errorf("containerd: get image %q: %w", name, err)
+	}
+	return resp.GetImage(), nil
 }
 
 // resolveID maps an image ID to a repository name. The CRI plugin keeps an

@@ -153,6 +153,13 @@ func TestResolve(t *testing.T) {
 	s.content[bad] = []byte(`{"config":{"digest":"sha256:` + strings.Repeat("f", 64) + `"}}`)
 	s.record("127.0.0.1:5000/bad:v1", mt, bad)
 
+	// Two records whose names differ only in the host's case, as containerd
+	// keeps them: a copy of a signed image and an unsigned one.
+	copyCfg, unsignedCfg := "sha256:"+strings.Repeat("a", 64), "sha256:"+strings.Repeat("b", 64)
+	signedCopy, unsigned := s.put(manifest(copyCfg)), s.put(manifest(unsignedCfg))
+	s.record("evil.io/x:1", mt, signedCopy)
+	s.record("EVIL.io/x:1", mt, unsigned)
+
 	r := serve(t, s)
 	for _, tc := range []struct {
 		ref  string
@@ -168,6 +175,12 @@ func TestResolve(t *testing.T) {
 		{"redis:8", Image{}, "has no image"},
 		{"127.0.0.1:5000/bad:v1", Image{}, "does not match its digest"},
 		{"Not A Ref!", Image{}, "Not A Ref!"},
+		// containerd files "name:tag@digest" as "name@digest".
+		{"redis:7@" + single, Image{"docker.io/library/redis:7@" + single, single, cfg}, ""},
+		// Each spelling gets its own record's digests, never the other's.
+		{"EVIL.io/x:1", Image{"evil.io/x:1", unsigned, unsignedCfg}, ""},
+		{"evil.io/x:1", Image{"evil.io/x:1", signedCopy, copyCfg}, ""},
+		{"Evil.io/x:1", Image{}, "has no image"},
 	} {
 		t.Run(tc.ref, func(t *testing.T) {
 			got, err := r.Resolve(context.Background(), tc.ref)
