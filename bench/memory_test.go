@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -31,6 +30,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
@@ -46,23 +46,21 @@ type binaryInfo struct {
 // stripped (-ldflags "-s -w", as an image build might).
 func buildDaemon(t testing.TB) binaryInfo {
 	t.Helper()
-	dir := t.TempDir()
-	b := binaryInfo{path: filepath.Join(dir, "nri-image-verifier")}
-	build := func(out string, extra ...string) int64 {
-		args := append([]string{"build", "-tags", "nri_no_wasm", "-trimpath"}, extra...)
-		args = append(args, "-o", out, "../cmd/nri-image-verifier")
-		if o, err := exec.Command("go", args...).CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, o)
-		}
-		st, err := os.Stat(out)
+	build := func(f daemontest.Flavour) (string, int64) {
+		bin, err := daemontest.Build(daemontest.DaemonPkg, f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return st.Size()
+		st, err := os.Stat(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bin, st.Size()
 	}
-	b.size = build(b.path)
+	var b binaryInfo
+	b.path, b.size = build(daemontest.Plain)
 	if *reportMode {
-		b.strippedSz = build(filepath.Join(dir, "stripped"), "-ldflags=-s -w")
+		_, b.strippedSz = build(daemontest.Stripped)
 	}
 	return b
 }
@@ -221,28 +219,18 @@ func benchMemory(t *testing.T, n int) memoryResult {
 	ln.Close()
 
 	rt := startNRI(t, plugin.DefaultName)
-	var logs bytes.Buffer
-	cmd := exec.Command(res.bin.path, "run", "--policy", policyPath, "--nri-socket", rt.socket,
+	var env []string
+	if e := os.Getenv("NIV_BENCH_DAEMON_ENV"); e != "" {
+		env = strings.Fields(e)
+	}
+	d := daemontest.Run(t, daemontest.Options{Binary: res.bin.path, Env: env, Args: []string{"run",
+		"--policy", policyPath, "--nri-socket", rt.socket,
 		"--audit-log", filepath.Join(dir, "audit.jsonl"), "--docker-config", dockerConfig,
 		"--containerd-socket", "", "--events=false", "--http-addr", httpAddr,
-		"--node-name", "bench", "--log-level", "warn")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if e := os.Getenv("NIV_BENCH_DAEMON_ENV"); e != "" {
-		cmd.Env = append(os.Environ(), strings.Fields(e)...)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs.String())
-		}
-	})
+		"--node-name", "bench", "--log-level", "warn"}})
 	rt.waitPlugin(t)
 	time.Sleep(200 * time.Millisecond)
-	res.rssIdle, _, res.anonIdle, res.fileIdle = procStatus(cmd.Process.Pid)
+	res.rssIdle, _, res.anonIdle, res.fileIdle = procStatus(d.PID())
 
 	t0 = time.Now()
 	ctx := context.Background()
@@ -263,7 +251,7 @@ func benchMemory(t *testing.T, n int) memoryResult {
 	}
 	res.drive = time.Since(t0)
 	time.Sleep(500 * time.Millisecond)
-	res.rss, res.hwm, res.anon, res.file = procStatus(cmd.Process.Pid)
+	res.rss, res.hwm, res.anon, res.file = procStatus(d.PID())
 	m := scrape(t, "http://"+httpAddr+"/metrics")
 	res.heapInuse, res.heapA, res.entries = m["go_memstats_heap_inuse_bytes"], m["go_memstats_heap_alloc_bytes"], m["nri_image_verifier_cache_entries"]
 	if int(res.entries) != n {

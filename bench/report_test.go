@@ -11,6 +11,8 @@ import (
 	"time"
 
 	nrilog "github.com/containerd/nri/pkg/log"
+
+	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 )
 
 var (
@@ -25,7 +27,9 @@ func TestMain(m *testing.M) {
 	}
 	flag.Parse()
 	nrilog.Set(quiet{})
-	os.Exit(m.Run())
+	code := m.Run()
+	daemontest.Cleanup()
+	os.Exit(code)
 }
 
 // counts are the sample sizes of one run.

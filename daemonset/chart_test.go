@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetools"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/validators"
@@ -374,6 +374,12 @@ func checkPod(t *testing.T, tpl corev1.PodTemplateSpec, fallback bool) {
 	}
 }
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	daemontest.Cleanup() // the binary checkFlags built
+	os.Exit(code)
+}
+
 var (
 	flagsOnce sync.Once
 	runFlags  map[string]bool
@@ -385,10 +391,9 @@ var (
 func checkFlags(t *testing.T, args []string) {
 	t.Helper()
 	flagsOnce.Do(func() {
-		bin := filepath.Join(t.TempDir(), "nri-image-verifier")
-		build := exec.Command("go", "build", "-tags", "nri_no_wasm", "-o", bin, "../cmd/nri-image-verifier")
-		if out, err := build.CombinedOutput(); err != nil {
-			flagsErr = fmt.Errorf("build: %v\n%s", err, out)
+		bin, err := daemontest.Build(daemontest.DaemonPkg, daemontest.Plain)
+		if err != nil {
+			flagsErr = err
 			return
 		}
 		out, _ := exec.Command(bin, "run", "-h").CombinedOutput()

@@ -5,18 +5,15 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
 )
 
@@ -25,24 +22,9 @@ const (
 	wait       = 20 * time.Second
 )
 
-// binary is the nri-image-verifier built once for the package.
-var binary string
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "nri-image-verifier-it-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "nri-image-verifier")
-	build := exec.Command("go", "build", "-tags", "nri_no_wasm", "-o", binary, "../cmd/nri-image-verifier")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building nri-image-verifier:", err)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	daemontest.Cleanup()
 	os.Exit(code)
 }
 
@@ -90,24 +72,11 @@ func (rt *runtime) create(namespace, name, digest, config string) (id string, er
 
 // pluginProc is the nri-image-verifier daemon running as a process.
 type pluginProc struct {
-	cmd   *exec.Cmd
+	*daemontest.Daemon
 	audit string
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	done  chan struct{}
 }
 
-func (p *pluginProc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.buf.Write(b)
-}
-
-func (p *pluginProc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.buf.String()
-}
+func (p *pluginProc) log() string { return p.Log() }
 
 // startPlugin runs `nri-image-verifier run` against rt with the policy file.
 func startPlugin(t *testing.T, rt *runtime, policyFile string, extra ...string) *pluginProc {
@@ -118,7 +87,7 @@ func startPlugin(t *testing.T, rt *runtime, policyFile string, extra ...string) 
 	if err := os.WriteFile(dockerConfig, []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &pluginProc{audit: filepath.Join(dir, "audit.jsonl"), done: make(chan struct{})}
+	p := &pluginProc{audit: filepath.Join(dir, "audit.jsonl")}
 	args := append([]string{"run",
 		"--policy", policyFile,
 		"--nri-socket", rt.Socket,
@@ -130,24 +99,7 @@ func startPlugin(t *testing.T, rt *runtime, policyFile string, extra ...string) 
 		"--containerd-socket", filepath.Join(dir, "no-containerd.sock"),
 		"--log-level", "debug",
 	}, extra...)
-	p.cmd = exec.Command(binary, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start plugin: %v", err)
-	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-p.done:
-		case <-time.After(wait):
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("plugin log:\n%s", p.log())
-		}
-	})
+	p.Daemon = daemontest.Run(t, daemontest.Options{Binary: daemontest.Binary(t), Args: args, Grace: wait})
 	rt.waitPlugin(p)
 	return p
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 )
 
@@ -239,7 +240,7 @@ func TestPolicyReload(t *testing.T) {
 func TestRefusesToStartOnInvalidPolicy(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "policy.yaml")
 	os.WriteFile(file, []byte("validators: []\npolicy: []\n"), 0o600)
-	out, err := exec.Command(binary, "run", "--policy", file, "--nri-socket", filepath.Join(t.TempDir(), "none.sock")).CombinedOutput()
+	out, err := exec.Command(daemontest.Binary(t), "run", "--policy", file, "--nri-socket", filepath.Join(t.TempDir(), "none.sock")).CombinedOutput()
 	if err == nil {
 		t.Fatalf("daemon started with an empty policy:\n%s", out)
 	}

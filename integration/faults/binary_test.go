@@ -2,72 +2,29 @@ package faults
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// binary builds nri-image-verifier once for the package.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "niv-faults-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "nri-image-verifier")
-		out, err := exec.Command("go", "build", "-tags", "nri_no_wasm", "-o", binPath, "../../cmd/nri-image-verifier").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
 // daemon is `nri-image-verifier run` as a process.
 type daemon struct {
-	cmd     *exec.Cmd
-	mu      sync.Mutex
-	log     bytes.Buffer
-	done    chan struct{}
+	*daemontest.Daemon
 	metrics string // http://host:port/metrics
 }
 
-func (d *daemon) Write(b []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.log.Write(b)
-}
-
-func (d *daemon) logText() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.log.String()
-}
+func (d *daemon) logText() string { return d.Log() }
 
 // goroutines scrapes go_goroutines from the daemon's /metrics.
 func (d *daemon) goroutines(t *testing.T) int {
@@ -88,8 +45,6 @@ func (d *daemon) goroutines(t *testing.T) int {
 	return 0
 }
 
-var metricsAddr = regexp.MustCompile(`"msg":"serving metrics and health","addr":"([^"]+)"`)
-
 // TestBinaryUnderFaults runs the real daemon against NRI's runtime side
 // with the registry behind the fault proxy, and the environment's
 // HTTP_PROXY pointing at a trap: any request for a host off loopback goes
@@ -98,7 +53,7 @@ var metricsAddr = regexp.MustCompile(`"msg":"serving metrics and health","addr":
 // runtime's answers, their timing, and the daemon's goroutines, file
 // descriptors and peak memory.
 func TestBinaryUnderFaults(t *testing.T) {
-	bin := binary(t)
+	bin := daemontest.Binary(t)
 	upstream := testimage.StartRegistry(t)
 	alice := testimage.NewSigner(t, testimage.ECDSAP256)
 	signed := testimage.PushImageConfig(t, upstream+"/app/signed:v1")
@@ -141,8 +96,7 @@ policy:
 	}
 
 	const decision = 800 * time.Millisecond
-	d := &daemon{done: make(chan struct{})}
-	d.cmd = exec.Command(bin, "run",
+	dd, err := daemontest.Start(daemontest.Options{Binary: bin, Args: []string{"run",
 		"--policy", policyFile,
 		"--nri-socket", rt.Socket,
 		"--audit-log", filepath.Join(dir, "audit.jsonl"),
@@ -155,22 +109,16 @@ policy:
 		"--verify-timeout", "4s",
 		"--cache-error-ttl", "300ms",
 		"--cache-deny-ttl", "300ms",
-	)
-	d.cmd.Env = append(os.Environ(),
-		"HTTP_PROXY="+trap.URL(), "HTTPS_PROXY="+trap.URL(), "NO_PROXY=", "no_proxy=", "http_proxy=", "https_proxy=")
-	d.cmd.Stdout, d.cmd.Stderr = d, d
-	if err := d.cmd.Start(); err != nil {
+	},
+		Env:   []string{"HTTP_PROXY=" + trap.URL(), "HTTPS_PROXY=" + trap.URL(), "NO_PROXY=", "no_proxy=", "http_proxy=", "https_proxy="},
+		Grace: 10 * time.Second,
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = d.cmd.Wait(); close(d.done) }()
+	d := &daemon{Daemon: dd}
 	defer func() {
-		_ = d.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-d.done:
-		case <-time.After(10 * time.Second):
-			_ = d.cmd.Process.Kill()
-			<-d.done
-		}
+		d.Stop()
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", d.logText())
 		}
@@ -178,11 +126,11 @@ policy:
 	if err := rt.WaitPlugin(20 * time.Second); err != nil {
 		t.Fatalf("%v; daemon log:\n%s", err, d.logText())
 	}
-	if m := metricsAddr.FindStringSubmatch(d.logText()); m != nil {
-		d.metrics = "http://" + m[1] + "/metrics"
-	} else {
-		t.Fatalf("no metrics address in the log:\n%s", d.logText())
+	addr, err := d.HTTPAddr(time.Second)
+	if err != nil {
+		t.Fatalf("no metrics address: %v", err)
 	}
+	d.metrics = "http://" + addr + "/metrics"
 
 	img := nritest.Image{Name: proxy.Addr() + "/app/signed:v1", Digest: signed.Digest, ConfigDigest: signed.ConfigDigest}
 	// create retries a pending deny until the verdict is in, and checks
@@ -227,7 +175,7 @@ policy:
 	settleDaemon := func() Usage {
 		proxy.CloseIdleConnections()
 		time.Sleep(100 * time.Millisecond)
-		u := MeasurePID(d.cmd.Process.Pid)
+		u := MeasurePID(d.PID())
 		u.Goroutines = d.goroutines(t)
 		return u
 	}

@@ -1,16 +1,13 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,8 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetools"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
 )
 
@@ -32,39 +29,6 @@ const denyAll = `validators:
 policy:
 - pattern: "*"
 `
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// daemonBinary builds nri-image-verifier once for the package.
-func daemonBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		root, err := kubetools.RepoRoot()
-		if err != nil {
-			binErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "niv-kube-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "nri-image-verifier")
-		cmd := exec.Command("go", "build", "-tags", "nri_no_wasm", "-o", binPath, "./cmd/nri-image-verifier")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
 
 // startNRI starts NRI's runtime side as containerd embeds it, with the
 // default validator requiring the plugin.
@@ -93,22 +57,11 @@ func create(rt *nritest.Runtime, in gate.Input, id string) error {
 
 // daemon is `nri-image-verifier run` as a process.
 type daemon struct {
-	mu   sync.Mutex
-	out  bytes.Buffer
+	*daemontest.Daemon
 	http string
 }
 
-func (d *daemon) Write(b []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.out.Write(b)
-}
-
-func (d *daemon) log() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.out.String()
-}
+func (d *daemon) log() string { return d.Log() }
 
 // startDaemon runs the daemon against rt with extra flags, and waits until
 // it has registered.
@@ -127,30 +80,10 @@ func startDaemon(t *testing.T, rt *nritest.Runtime, extra ...string) *daemon {
 	args := append([]string{"run", "--policy", pol, "--nri-socket", rt.Socket,
 		"--audit-log", filepath.Join(dir, "audit.jsonl"), "--node-name", "it-node",
 		"--containerd-socket", "", "--http-addr", d.http, "--log-level", "debug"}, extra...)
-	cmd := exec.Command(daemonBinary(t), args...)
-	// Never in a cluster here, whatever the environment says.
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "KUBERNETES_SERVICE_") {
-			cmd.Env = append(cmd.Env, e)
-		}
-	}
-	cmd.Stdout, cmd.Stderr = d, d
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(waitFor):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", d.log())
-		}
+	d.Daemon = daemontest.Run(t, daemontest.Options{Binary: daemontest.Binary(t), Args: args,
+		// Never in a cluster here, whatever the environment says.
+		Unset: []string{"KUBERNETES_SERVICE_"},
+		Grace: waitFor,
 	})
 	if err := rt.WaitPlugin(waitFor); err != nil {
 		t.Fatalf("the daemon did not register with NRI (%v); its log:\n%s", err, d.log())

@@ -10,12 +10,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetest"
 )
 
@@ -53,10 +53,6 @@ func run(m *testing.M) (int, error) {
 	defer c.Stop()
 	testCluster, admin = c, c.Client
 	// The daemon binary, if a test built it.
-	defer func() {
-		if binPath != "" {
-			os.RemoveAll(filepath.Dir(binPath))
-		}
-	}()
+	defer daemontest.Cleanup()
 	return m.Run(), nil
 }
