@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/faulttest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
@@ -59,12 +60,12 @@ func TestBinaryUnderFaults(t *testing.T) {
 	signed := testimage.PushImageConfig(t, upstream+"/app/signed:v1")
 	testimage.SignLegacy(t, upstream+"/app/signed", signed.Digest, alice, testimage.SignOptions{})
 
-	proxy, err := Start(upstream)
+	proxy, err := faulttest.Start(upstream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer proxy.Close()
-	trap, err := StartTrap()
+	trap, err := faulttest.StartTrap()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,10 +173,10 @@ policy:
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	settleDaemon := func() Usage {
+	settleDaemon := func() faulttest.Usage {
 		proxy.CloseIdleConnections()
 		time.Sleep(100 * time.Millisecond)
-		u := MeasurePID(d.PID())
+		u := faulttest.MeasurePID(d.PID())
 		u.Goroutines = d.goroutines(t)
 		return u
 	}
@@ -184,18 +185,18 @@ policy:
 
 	cases := []struct {
 		name   string
-		rule   Rule
+		rule   faulttest.Rule
 		reason []string
 	}{
-		{"redirect off the machine", Rule{Kinds: []Kind{KindBlob}, Fault: Redirect("http://blobs.mirror.example")},
+		{"redirect off the machine", faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindBlob}, Fault: faulttest.Redirect("http://blobs.mirror.example")},
 			[]string{"blobs.mirror.example", "HTTP 403 Forbidden"}},
-		{"huge chunked manifest", Rule{Kinds: []Kind{KindManifest}, Fault: Huge(1<<30, false, ociManifest)},
+		{"huge chunked manifest", faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindManifest}, Fault: faulttest.Huge(1<<30, false, ociManifest)},
 			[]string{"exceeds the manifest size cap"}},
-		{"slow headers", Rule{Kinds: []Kind{KindSigTag}, Fault: SlowHeaders(time.Minute)},
+		{"slow headers", faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindSigTag}, Fault: faulttest.SlowHeaders(time.Minute)},
 			[]string{"no response within the 300ms request timeout"}},
-		{"redirect loop", Rule{Kinds: []Kind{KindSigTag}, Fault: Redirect("http://" + proxy.Addr())},
+		{"redirect loop", faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindSigTag}, Fault: faulttest.Redirect("http://" + proxy.Addr())},
 			[]string{"stopped after 10 redirects"}},
-		{"503", Rule{Kinds: []Kind{KindSigTag}, Fault: Status(http.StatusServiceUnavailable, "")},
+		{"503", faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindSigTag}, Fault: faulttest.Status(http.StatusServiceUnavailable, "")},
 			[]string{"HTTP 503 Service Unavailable"}},
 	}
 	for i, tc := range cases {
@@ -230,7 +231,7 @@ policy:
 	}
 
 	// Let the background verifications end, then compare.
-	var after Usage
+	var after faulttest.Usage
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		after = settleDaemon()

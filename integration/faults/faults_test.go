@@ -1,3 +1,8 @@
+// Package faults tests how the gate decides when the registry is hostile
+// or broken: container creations through NRI's runtime side
+// (internal/nritest) into the real plugin, gate, cosign validator and
+// registry client, and the real binary, with internal/faulttest's proxy
+// between them and a real registry (internal/testimage).
 package faults
 
 import (
@@ -21,6 +26,7 @@ import (
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/faulttest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
@@ -54,7 +60,7 @@ const (
 type world struct {
 	t        *testing.T
 	upstream string
-	proxy    *Proxy
+	proxy    *faulttest.Proxy
 	alice    *testimage.Signer
 
 	legacy, bundle, unsigned testimage.Image
@@ -84,7 +90,7 @@ func newWorld(t *testing.T) *world {
 	testimage.SignBundle(t, u+"/app/bundle", w.bundle.Digest, w.alice, testimage.SignOptions{})
 	w.unsigned = testimage.PushImageConfig(t, u+"/app/unsigned:v1")
 
-	p, err := Start(u)
+	p, err := faulttest.Start(u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +114,7 @@ policy:
 	// environment, and a guard that refuses to dial off loopback, so that
 	// a redirect to another host is never followed off this machine.
 	w.client = &http.Transport{
-		DialContext:         LoopbackOnlyDialer(&net.Dialer{Timeout: 5 * time.Second}),
+		DialContext:         faulttest.LoopbackOnlyDialer(&net.Dialer{Timeout: 5 * time.Second}),
 		MaxIdleConns:        100,
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     90 * time.Second,
@@ -198,9 +204,9 @@ func (w *world) create(img nritest.Image) error {
 
 // settle waits for background verifications and connections to wind down
 // and checks that goroutines and file descriptors are back to baseline.
-func (w *world) settle(baseline Usage) Usage {
+func (w *world) settle(baseline faulttest.Usage) faulttest.Usage {
 	w.t.Helper()
-	u, err := Settle(baseline, 2, 15*time.Second, func() {
+	u, err := faulttest.Settle(baseline, 2, 15*time.Second, func() {
 		w.client.CloseIdleConnections()
 		w.proxy.CloseIdleConnections()
 	})
@@ -243,7 +249,7 @@ func heapPeak() (stop func() uint64) {
 type faultCase struct {
 	name  string
 	image func(w *world) nritest.Image
-	rules func(w *world) []Rule
+	rules func(w *world) []faulttest.Rule
 	// down: the registry refuses connections for this case.
 	down  bool
 	allow bool
@@ -260,12 +266,14 @@ func legacyImage(w *world) nritest.Image   { return w.image("app/legacy", w.lega
 func bundleImage(w *world) nritest.Image   { return w.image("app/bundle", w.bundle) }
 func unsignedImage(w *world) nritest.Image { return w.image("app/unsigned", w.unsigned) }
 
-func rules(r ...Rule) func(*world) []Rule { return func(*world) []Rule { return r } }
+func rules(r ...faulttest.Rule) func(*world) []faulttest.Rule {
+	return func(*world) []faulttest.Rule { return r }
+}
 
 const ociManifest = "application/vnd.oci.image.manifest.v1+json"
 
 func faultCases() []faultCase {
-	manifests := []Kind{KindManifest, KindTag}
+	manifests := []faulttest.Kind{faulttest.KindManifest, faulttest.KindTag}
 	return []faultCase{
 		{name: "baseline/signed legacy allowed", image: legacyImage, rules: rules(), allow: true},
 		{name: "baseline/signed bundle allowed", image: bundleImage, rules: rules(), allow: true},
@@ -276,70 +284,70 @@ func faultCases() []faultCase {
 			reason: [][]string{{"verification failed"}, {"connection refused"}}},
 
 		{name: "reset mid-body, always", image: legacyImage,
-			rules:  rules(Rule{Kinds: manifests, Fault: ResetMidBody()}),
+			rules:  rules(faulttest.Rule{Kinds: manifests, Fault: faulttest.ResetMidBody()}),
 			reason: [][]string{{"verification failed"}, {"connection reset", "unexpected EOF"}}},
 		// go-containerregistry retries a failed round trip, not a failed
 		// body read: the verification fails, its error is cached only for
 		// the error TTL, and the next attempt is allowed.
 		{name: "reset mid-body, once (recovered on retry)", image: legacyImage,
-			rules:  rules(Rule{Kinds: []Kind{KindSigTag}, Fault: ResetMidBody(), Times: 1}),
+			rules:  rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindSigTag}, Fault: faulttest.ResetMidBody(), Times: 1}),
 			reason: [][]string{{"verification failed"}, {"connection reset"}}, thenAllow: true},
 
 		{name: "slow headers", image: legacyImage,
-			rules:  rules(Rule{Kinds: manifests, Fault: SlowHeaders(time.Minute)}),
+			rules:  rules(faulttest.Rule{Kinds: manifests, Fault: faulttest.SlowHeaders(time.Minute)}),
 			reason: [][]string{{"verification failed"}, {"no response within the 300ms request timeout"}}},
 		{name: "slow body", image: legacyImage,
-			rules:  rules(Rule{Kinds: manifests, Fault: SlowBody(50 * time.Millisecond)}),
+			rules:  rules(faulttest.Rule{Kinds: manifests, Fault: faulttest.SlowBody(50 * time.Millisecond)}),
 			reason: [][]string{{"verification failed"}, {"body not read within the 300ms request timeout"}}},
 
 		{name: "huge signature manifest with Content-Length", image: legacyImage,
-			rules:  rules(Rule{Kinds: []Kind{KindSigTag}, Fault: Huge(1<<30, true, ociManifest)}),
+			rules:  rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindSigTag}, Fault: faulttest.Huge(1<<30, true, ociManifest)}),
 			reason: [][]string{{"verification failed"}, {"exceeds the manifest size cap of 4194304 bytes"}}},
 		{name: "huge image manifest, chunked", image: legacyImage,
-			rules:  rules(Rule{Kinds: []Kind{KindManifest}, Fault: Huge(1<<30, false, ociManifest)}),
+			rules:  rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindManifest}, Fault: faulttest.Huge(1<<30, false, ociManifest)}),
 			reason: [][]string{{"verification failed"}, {"exceeds the manifest size cap of 4194304 bytes"}}},
 		{name: "huge blob, chunked", image: legacyImage,
-			rules:  rules(Rule{Kinds: []Kind{KindBlob}, Fault: Huge(1<<30, false, "application/octet-stream")}),
+			rules:  rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindBlob}, Fault: faulttest.Huge(1<<30, false, "application/octet-stream")}),
 			reason: [][]string{{"verification failed"}, {"exceeds the blob size cap of 4194304 bytes"}}},
 		{name: "huge referrers list", image: bundleImage,
-			rules:  rules(Rule{Kinds: []Kind{KindReferrers}, Fault: Huge(1<<30, false, "application/vnd.oci.image.index.v1+json")}),
+			rules:  rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindReferrers}, Fault: faulttest.Huge(1<<30, false, "application/vnd.oci.image.index.v1+json")}),
 			reason: [][]string{{"verification failed"}, {"exceeds the manifest size cap"}}},
 
 		{name: "invalid JSON signature manifest", image: legacyImage,
-			rules:  rules(Rule{Kinds: []Kind{KindSigTag}, Fault: Body(ociManifest, []byte(`{"schemaVersion":2,"layers":[{"mediaType":`))}),
+			rules:  rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindSigTag}, Fault: faulttest.Body(ociManifest, []byte(`{"schemaVersion":2,"layers":[{"mediaType":`))}),
 			reason: [][]string{{"not a valid manifest"}}},
 		{name: "invalid JSON referrers list, unsigned", image: unsignedImage,
-			rules:  rules(Rule{Kinds: []Kind{KindReferrers}, Fault: Body("application/vnd.oci.image.index.v1+json", []byte(`{"manifests":[{`))}),
+			rules:  rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindReferrers}, Fault: faulttest.Body("application/vnd.oci.image.index.v1+json", []byte(`{"manifests":[{`))}),
 			reason: [][]string{{"verification failed"}, {"referrers"}}},
 		// The legacy signature alone meets the policy: the broken list
 		// costs nothing.
 		{name: "invalid JSON referrers list, legacy-signed", image: legacyImage,
-			rules: rules(Rule{Kinds: []Kind{KindReferrers}, Fault: Body("application/vnd.oci.image.index.v1+json", []byte(`{"manifests":[{`))}),
+			rules: rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindReferrers}, Fault: faulttest.Body("application/vnd.oci.image.index.v1+json", []byte(`{"manifests":[{`))}),
 			allow: true},
 		{name: "invalid JSON bundle", image: bundleImage,
-			rules:  rules(Rule{Kinds: []Kind{KindBlob}, Fault: Rewrite(func(_ http.Header, b []byte) []byte { return []byte("{not json") })}),
+			rules:  rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindBlob}, Fault: faulttest.Rewrite(func(_ http.Header, b []byte) []byte { return []byte("{not json") })}),
 			reason: [][]string{{"verification failed"}, {"does not match", "error verifying sha256 checksum"}}},
 
 		// The Content-Type header is the registry's claim; the content is
 		// pinned by digest or authenticated by the signature.
 		{name: "wrong Content-Type on every manifest", image: legacyImage,
-			rules: rules(Rule{Kinds: manifests, Fault: Rewrite(func(h http.Header, b []byte) []byte {
+			rules: rules(faulttest.Rule{Kinds: manifests, Fault: faulttest.Rewrite(func(h http.Header, b []byte) []byte {
 				h.Set("Content-Type", "text/html; charset=utf-8")
 				return b
 			})}), allow: true},
 		{name: "wrong Content-Type, an index for a manifest", image: bundleImage,
-			rules: rules(Rule{Kinds: manifests, Fault: Rewrite(func(h http.Header, b []byte) []byte {
+			rules: rules(faulttest.Rule{Kinds: manifests, Fault: faulttest.Rewrite(func(h http.Header, b []byte) []byte {
 				h.Set("Content-Type", "application/vnd.oci.image.index.v1+json")
 				return b
 			})}), allow: true},
 		{name: "signature layers of another media type", image: legacyImage,
-			rules: rules(Rule{Kinds: []Kind{KindSigTag}, Fault: Rewrite(func(_ http.Header, b []byte) []byte {
+			rules: rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindSigTag}, Fault: faulttest.Rewrite(func(_ http.Header, b []byte) []byte {
 				return bytes.ReplaceAll(b, []byte(testimage.SimpleSigningMediaType), []byte("application/octet-stream"))
 			})}),
 			reason: [][]string{{"no cosign signature found"}}},
 
 		{name: "manifest content does not match its digest", image: legacyImage,
-			rules: rules(Rule{Kinds: []Kind{KindManifest}, Fault: Rewrite(func(_ http.Header, b []byte) []byte {
+			rules: rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindManifest}, Fault: faulttest.Rewrite(func(_ http.Header, b []byte) []byte {
 				return append(b, ' ')
 			})}),
 			reason: [][]string{{"verification failed"}, {"does not match"}}},
@@ -347,59 +355,59 @@ func faultCases() []faultCase {
 		// manifest from the Docker-Content-Digest header; the client's own
 		// check must still catch the forgery.
 		{name: "forged digest header on a schema 1 manifest", image: legacyImage,
-			rules: rules(Rule{Kinds: []Kind{KindManifest}, Fault: func(w http.ResponseWriter, r *http.Request, _ http.Handler) {
+			rules: rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindManifest}, Fault: func(w http.ResponseWriter, r *http.Request, _ http.Handler) {
 				d := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
 				w.Header().Set("Docker-Content-Digest", d)
-				Body("application/vnd.docker.distribution.manifest.v1+prettyjws",
+				faulttest.Body("application/vnd.docker.distribution.manifest.v1+prettyjws",
 					[]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:`+strings.Repeat("0", 64)+`"},"layers":[]}`))(w, r, nil)
 			}}),
 			reason: [][]string{{"verification failed"}, {"content does not match its digest"}}},
 		{name: "signature payload does not match its digest", image: legacyImage,
-			rules: rules(Rule{Kinds: []Kind{KindBlob}, Fault: Rewrite(func(_ http.Header, b []byte) []byte {
+			rules: rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindBlob}, Fault: faulttest.Rewrite(func(_ http.Header, b []byte) []byte {
 				return bytes.Replace(b, []byte("cosign"), []byte("COSIGN"), 1)
 			})}),
 			reason: [][]string{{"verification failed"}, {"does not match", "error verifying sha256 checksum"}}},
 
 		{name: "redirect loop", image: legacyImage,
-			rules: func(w *world) []Rule {
-				return []Rule{{Kinds: []Kind{KindSigTag}, Fault: Redirect("http://" + w.proxy.Addr())}}
+			rules: func(w *world) []faulttest.Rule {
+				return []faulttest.Rule{{Kinds: []faulttest.Kind{faulttest.KindSigTag}, Fault: faulttest.Redirect("http://" + w.proxy.Addr())}}
 			},
 			reason: [][]string{{"verification failed"}, {"stopped after 10 redirects"}}},
 		{name: "redirect to a private address", image: legacyImage,
-			rules: func(w *world) []Rule {
+			rules: func(w *world) []faulttest.Rule {
 				_, port, _ := net.SplitHostPort(w.upstream)
-				return []Rule{{Kinds: []Kind{KindBlob}, Fault: Redirect("http://127.0.0.2:" + port)}}
+				return []faulttest.Rule{{Kinds: []faulttest.Kind{faulttest.KindBlob}, Fault: faulttest.Redirect("http://127.0.0.2:" + port)}}
 			},
 			reason: [][]string{{"verification failed"}, {"127.0.0.2"}}},
 		{name: "redirect to a host off this machine", image: legacyImage,
-			rules:  rules(Rule{Kinds: []Kind{KindBlob}, Fault: Redirect("http://blobs.mirror.example")}),
+			rules:  rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindBlob}, Fault: faulttest.Redirect("http://blobs.mirror.example")}),
 			reason: [][]string{{"verification failed"}, {"blobs.mirror.example"}}},
 
 		{name: "401 loop", image: legacyImage,
-			rules:  rules(Rule{Kinds: []Kind{KindPing, KindManifest, KindTag, KindBlob, KindReferrers}, Fault: Unauthorized()}),
+			rules:  rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindPing, faulttest.KindManifest, faulttest.KindTag, faulttest.KindBlob, faulttest.KindReferrers}, Fault: faulttest.Unauthorized()}),
 			reason: [][]string{{"verification failed"}, {"401", "UNAUTHORIZED"}}},
 		{name: "429 with Retry-After, persistent", image: legacyImage,
-			rules:  rules(Rule{Kinds: manifests, Fault: Status(http.StatusTooManyRequests, "3600")}),
+			rules:  rules(faulttest.Rule{Kinds: manifests, Fault: faulttest.Status(http.StatusTooManyRequests, "3600")}),
 			reason: [][]string{{"verification failed"}, {"HTTP 429 Too Many Requests"}}},
 		{name: "429 with Retry-After, once (retried)", image: legacyImage,
-			rules: rules(Rule{Kinds: []Kind{KindSigTag}, Fault: Status(http.StatusTooManyRequests, "1"), Times: 1}), allow: true},
+			rules: rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindSigTag}, Fault: faulttest.Status(http.StatusTooManyRequests, "1"), Times: 1}), allow: true},
 		{name: "503, persistent", image: legacyImage,
-			rules:  rules(Rule{Kinds: manifests, Fault: Status(http.StatusServiceUnavailable, "")}),
+			rules:  rules(faulttest.Rule{Kinds: manifests, Fault: faulttest.Status(http.StatusServiceUnavailable, "")}),
 			reason: [][]string{{"verification failed"}, {"HTTP 503 Service Unavailable"}}},
 		// The registry's own text is kept short: it ends up in every
 		// refusal, Event and audit line.
 		{name: "503 with a 60 KiB error body", image: legacyImage,
-			rules: rules(Rule{Kinds: manifests, Fault: func(w http.ResponseWriter, r *http.Request, _ http.Handler) {
+			rules: rules(faulttest.Rule{Kinds: manifests, Fault: func(w http.ResponseWriter, r *http.Request, _ http.Handler) {
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusServiceUnavailable)
 				fmt.Fprintf(w, `{"errors":[{"code":"UNAVAILABLE","message":"%s"}]}`, strings.Repeat("spam ", 12<<10))
 			}}),
 			reason: [][]string{{"verification failed"}, {"HTTP 503 Service Unavailable"}, {"more bytes)"}}, maxLen: 2048},
 		{name: "500 on the referrers API, unsigned", image: unsignedImage,
-			rules:  rules(Rule{Kinds: []Kind{KindReferrers}, Fault: Status(http.StatusInternalServerError, "")}),
+			rules:  rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindReferrers}, Fault: faulttest.Status(http.StatusInternalServerError, "")}),
 			reason: [][]string{{"verification failed"}, {"HTTP 500 Internal Server Error"}}},
 		{name: "502, once (retried)", image: bundleImage,
-			rules: rules(Rule{Kinds: []Kind{KindBlob}, Fault: Status(http.StatusBadGateway, ""), Times: 1}), allow: true},
+			rules: rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindBlob}, Fault: faulttest.Status(http.StatusBadGateway, ""), Times: 1}), allow: true},
 	}
 }
 
@@ -417,7 +425,7 @@ func TestFaults(t *testing.T) {
 	if err := w.create(legacyImage(w)); err != nil {
 		t.Fatalf("warm-up: %v", err)
 	}
-	baseline := w.settle(Measure())
+	baseline := w.settle(faulttest.Measure())
 	t.Logf("baseline: %s", baseline)
 
 	for _, tc := range faultCases() {
@@ -432,7 +440,7 @@ func TestFaults(t *testing.T) {
 			if tc.down {
 				w.proxy.Down()
 			}
-			before := Measure()
+			before := faulttest.Measure()
 			stop := heapPeak()
 
 			err := w.create(tc.image(w))
@@ -482,7 +490,7 @@ func TestFaults(t *testing.T) {
 // digest; the registry's credentials stay with the registry.
 func TestRedirectToCDN(t *testing.T) {
 	w := newWorld(t)
-	cdn, err := Start(w.upstream)
+	cdn, err := faulttest.Start(w.upstream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +498,7 @@ func TestRedirectToCDN(t *testing.T) {
 	_, port, _ := net.SplitHostPort(cdn.Addr())
 	// "localhost" is another host to the client than 127.0.0.1, and a
 	// name, which go-containerregistry's SSRF check lets through.
-	w.proxy.Set(Rule{Kinds: []Kind{KindBlob}, Fault: Redirect("http://localhost:" + port)})
+	w.proxy.Set(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindBlob}, Fault: faulttest.Redirect("http://localhost:" + port)})
 
 	if err := w.create(legacyImage(w)); err != nil {
 		t.Fatalf("signed image behind a CDN refused: %v", err)
@@ -498,10 +506,10 @@ func TestRedirectToCDN(t *testing.T) {
 	if cdn.Requests() == 0 {
 		t.Fatal("the CDN was never asked")
 	}
-	if !w.proxy.SawAuthorization(KindSigTag) {
+	if !w.proxy.SawAuthorization(faulttest.KindSigTag) {
 		t.Error("the registry never got the node's credentials (test broken?)")
 	}
-	if cdn.SawAuthorization(KindBlob) {
+	if cdn.SawAuthorization(faulttest.KindBlob) {
 		t.Error("the registry's credentials were sent to the CDN")
 	}
 
@@ -509,7 +517,7 @@ func TestRedirectToCDN(t *testing.T) {
 	if err := w.gate.SetPolicy(w.parsePolicy()); err != nil {
 		t.Fatal(err)
 	}
-	cdn.Set(Rule{Kinds: []Kind{KindBlob}, Fault: Rewrite(func(_ http.Header, b []byte) []byte { return append(b, '\n') })})
+	cdn.Set(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindBlob}, Fault: faulttest.Rewrite(func(_ http.Header, b []byte) []byte { return append(b, '\n') })})
 	err = w.create(legacyImage(w))
 	if err == nil || !containsAny(err.Error(), []string{"does not match", "error verifying sha256 checksum"}) {
 		t.Fatalf("CDN serving other content: %v, want a deny naming the digest mismatch", err)
@@ -525,11 +533,11 @@ func TestConcurrentFaults(t *testing.T) {
 	if err := w.create(legacyImage(w)); err != nil {
 		t.Fatalf("warm-up: %v", err)
 	}
-	baseline := w.settle(Measure())
+	baseline := w.settle(faulttest.Measure())
 
-	all := []Fault{ResetMidBody(), SlowHeaders(time.Second), SlowBody(20 * time.Millisecond),
-		Huge(64<<20, false, ociManifest), Status(http.StatusServiceUnavailable, ""), Unauthorized(),
-		Status(http.StatusTooManyRequests, "2")}
+	all := []faulttest.Fault{faulttest.ResetMidBody(), faulttest.SlowHeaders(time.Second), faulttest.SlowBody(20 * time.Millisecond),
+		faulttest.Huge(64<<20, false, ociManifest), faulttest.Status(http.StatusServiceUnavailable, ""), faulttest.Unauthorized(),
+		faulttest.Status(http.StatusTooManyRequests, "2")}
 	var n atomic.Int64
 	pick := func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		// Every third request passes; the others get a fault in turn.
@@ -540,7 +548,7 @@ func TestConcurrentFaults(t *testing.T) {
 		}
 		all[int(i)%len(all)](w, r, next)
 	}
-	w.proxy.Set(Rule{Kinds: []Kind{KindManifest, KindTag, KindBlob, KindReferrers}, Fault: pick})
+	w.proxy.Set(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindManifest, faulttest.KindTag, faulttest.KindBlob, faulttest.KindReferrers}, Fault: pick})
 
 	imgs := []struct {
 		img    nritest.Image

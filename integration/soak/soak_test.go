@@ -31,7 +31,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
-	"github.com/nri-image-verifier/nri-image-verifier/integration/faults"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/faulttest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
@@ -99,7 +99,7 @@ func (s subject) allowedUnder(v variant) bool {
 type soak struct {
 	t          *testing.T
 	upstream   string
-	proxy      *faults.Proxy
+	proxy      *faulttest.Proxy
 	alice, bob string // PEM
 	policyFile string
 	subjects   []subject
@@ -161,15 +161,15 @@ func TestSoak(t *testing.T) {
 			}
 			down = false
 			// ... then 503 for a while.
-			s.proxy.Set(faults.Rule{Kinds: []faults.Kind{faults.KindManifest, faults.KindTag, faults.KindBlob, faults.KindReferrers},
-				Fault: faults.Status(http.StatusServiceUnavailable, "")})
+			s.proxy.Set(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindManifest, faulttest.KindTag, faulttest.KindBlob, faulttest.KindReferrers},
+				Fault: faulttest.Status(http.StatusServiceUnavailable, "")})
 		case n%flapEvery == flapFor+flapFor/2:
 			s.proxy.Clear()
 		}
 
 		s.runBatch(rng, &tl)
 		if (n+batch)%sampleEvery == 0 {
-			samples = append(samples, fmt.Sprintf("%6d %s", n+batch, faults.Measure()))
+			samples = append(samples, fmt.Sprintf("%6d %s", n+batch, faulttest.Measure()))
 		}
 		if t.Failed() {
 			break
@@ -222,7 +222,7 @@ func setup(t *testing.T) *soak {
 	mallory := testimage.NewSigner(t, testimage.ECDSAP256)
 	s.alice, s.bob = alice.PublicKeyPEM(), bob.PublicKeyPEM()
 
-	p, err := faults.Start(s.upstream)
+	p, err := faulttest.Start(s.upstream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +286,7 @@ func setup(t *testing.T) *soak {
 	}
 
 	s.transport = &http.Transport{
-		DialContext:         faults.LoopbackOnlyDialer(&net.Dialer{Timeout: 5 * time.Second}),
+		DialContext:         faulttest.LoopbackOnlyDialer(&net.Dialer{Timeout: 5 * time.Second}),
 		MaxIdleConns:        100,
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     90 * time.Second,
@@ -508,19 +508,19 @@ func (s *soak) decideOne(sub subject, tl *tally) {
 }
 
 // quiet closes idle connections, lets their goroutines end, and measures.
-func (s *soak) quiet() faults.Usage {
+func (s *soak) quiet() faulttest.Usage {
 	for i := 0; i < 3; i++ {
 		s.transport.CloseIdleConnections()
 		s.proxy.CloseIdleConnections()
 		time.Sleep(100 * time.Millisecond)
 	}
-	return faults.Measure()
+	return faulttest.Measure()
 }
 
 // settle waits until goroutines and fds are back near baseline.
-func (s *soak) settle(baseline faults.Usage, slack int) faults.Usage {
+func (s *soak) settle(baseline faulttest.Usage, slack int) faulttest.Usage {
 	s.t.Helper()
-	u, err := faults.Settle(baseline, slack, 20*time.Second, func() {
+	u, err := faulttest.Settle(baseline, slack, 20*time.Second, func() {
 		s.transport.CloseIdleConnections()
 		s.proxy.CloseIdleConnections()
 	})

@@ -1,15 +1,16 @@
-// Package faults puts a fault-injecting HTTP proxy on loopback between the
-// verifier and a registry, so that tests can show how the gate decides
-// when the registry is hostile or broken (NRI's runtime side comes from
-// internal/nritest). The tests (faults_test.go) drive the real gate, cosign validator,
-// registry client and NRI plugin through it, and one case the real binary.
+// Package faulttest puts a fault-injecting HTTP proxy on loopback between
+// the verifier and a registry, so that tests can show how the gate decides
+// when the registry is hostile or broken, and measures what a leak shows in
+// (Usage). integration/faults drives the real gate, cosign validator,
+// registry client and NRI plugin through it, and the real binary;
+// integration/soak flaps the registry with it.
 //
 // The proxy forwards to a real registry (internal/testimage) and, for the
 // requests a Rule matches, serves a Fault instead: refused connections,
 // resets mid-body, slow headers or bodies, huge or invalid content, wrong
 // media types or digests, redirects, 401 loops, 429 and 5xx. It never dials
 // anything but its loopback upstream and the targets a test gives it.
-package faults
+package faulttest
 
 import (
 	"context"
