@@ -18,7 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	ctrd "github.com/nri-image-verifier/nri-image-verifier/integration/containerd"
+	ctrd "github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 )
 
@@ -165,7 +165,7 @@ func startRealWorld(t *testing.T) *realWorld {
 		args []string
 	}{
 		{nil, []string{"build", "-tags", "nri_no_wasm", "-trimpath", "-o", w.bin + "/", "../cmd/nri-image-verifier"}},
-		{[]string{"CGO_ENABLED=0"}, []string{"build", "-trimpath", "-ldflags=-s -w", "-o", w.bin + "/", "../integration/cmd/niv-sleep"}},
+		{[]string{"CGO_ENABLED=0"}, []string{"build", "-trimpath", "-ldflags=-s -w", "-o", w.bin + "/", "../internal/containerdtest/cmd/niv-sleep"}},
 	} {
 		cmd := exec.Command("go", b.args...)
 		cmd.Env = append(os.Environ(), b.env...)

@@ -113,9 +113,9 @@ mkdir -p "$tmp/bin"
 say "2. building nri-image-verifier and the demo helpers"
 cd "$repo"
 go build -tags nri_no_wasm -o "$tmp/bin/" ./cmd/nri-image-verifier
-go build -o "$tmp/bin/" ./integration/cmd/niv-registry ./integration/cmd/niv-cri
+go build -o "$tmp/bin/" ./internal/containerdtest/cmd/niv-registry ./internal/containerdtest/cmd/niv-cri
 # The one program inside every image: static, so an image needs no base.
-CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$tmp/bin/" ./integration/cmd/niv-sleep
+CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$tmp/bin/" ./internal/containerdtest/cmd/niv-sleep
 
 # ---------------------------------------------------------------- 3. registry
 say "3. loopback registry, images, signature"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -14,7 +13,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/nri-image-verifier/nri-image-verifier/integration/containerd"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/imagebuild"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetools"
@@ -56,8 +56,8 @@ type cluster struct {
 	key      *testimage.Signer
 	program  []byte // niv-sleep, the app images' one file
 
-	pause, signed, unsigned containerd.Image
-	plugin                  containerd.Image // the plugin's image, signed
+	pause, signed, unsigned containerdtest.Image
+	plugin                  containerdtest.Image // the plugin's image, signed
 
 	api        *kubetest.Cluster
 	client     *kubernetes.Clientset
@@ -65,8 +65,8 @@ type cluster struct {
 	httpPort   int    // the plugin's /metrics, /healthz, /readyz on the node
 	pki        kubeletClientPKI
 
-	cri                                   *containerd.CRI
-	ctrd, controllers, scheduler, kubelet *containerd.Proc
+	cri                                   *containerdtest.CRI
+	ctrd, controllers, scheduler, kubelet *containerdtest.Proc
 }
 
 // needRoot fails (or skips, if the user asked) when the cluster cannot run.
@@ -90,7 +90,7 @@ func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	needRoot(t)
 	start := time.Now()
-	if err := containerd.BecomeSubreaper(); err != nil {
+	if err := containerdtest.BecomeSubreaper(); err != nil {
 		t.Fatal(err)
 	}
 	root, err := kubetools.RepoRoot()
@@ -105,14 +105,14 @@ func newCluster(t *testing.T) *cluster {
 	if buildLog.Len() > 0 {
 		t.Log(strings.TrimSpace(buildLog.String()))
 	}
-	ctrdDir := containerd.Install(t, ctrdVersion)
+	ctrdDir := containerdtest.Install(t, ctrdVersion)
 	nodeIP, err := hostIPv4()
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	lockHost(t)
-	containerd.Sweep(t, filepath.Join(runDirParent, runDirPrefix+"*"), cleanRun)
+	containerdtest.Sweep(t, filepath.Join(runDirParent, runDirPrefix+"*"), cleanRun)
 	expectHostRestored(t) // as the sweep left it
 	dir, err := os.MkdirTemp(runDirParent, runDirPrefix)
 	if err != nil {
@@ -123,7 +123,7 @@ func newCluster(t *testing.T) *cluster {
 	t.Cleanup(func() { c.teardown(t) })
 	if !*demo {
 		// TestDemo ends on Ctrl-C by itself, through t.Cleanup.
-		containerd.TearDownOnSignal(t, dir, cleanRun)
+		containerdtest.TearDownOnSignal(t, dir, cleanRun)
 	}
 
 	for _, step := range []struct {
@@ -149,28 +149,22 @@ func newCluster(t *testing.T) *cluster {
 // signs the plugin's image and one app image with a key made here.
 func (c *cluster) pushImages(t *testing.T) {
 	t.Helper()
-	bin := filepath.Join(c.dir, "bin")
 	// Both builds at once: linking is most of a warm build's time.
 	var pluginBin string
 	pluginErr := make(chan error, 1)
 	go func() {
 		var err error
-		pluginBin, err = imagebuild.BuildPlugin(context.Background(), c.root, bin)
+		pluginBin, err = daemontest.Build(daemontest.DaemonPkg, daemontest.Static)
 		pluginErr <- err
 	}()
-	// Static: the images hold this one file and nothing else.
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin+"/", "../cmd/niv-sleep")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	out, err := cmd.CombinedOutput()
+	program, err := containerdtest.Program()
 	if perr := <-pluginErr; perr != nil {
 		t.Fatal(perr)
 	}
 	if err != nil {
-		t.Fatalf("go build niv-sleep: %v\n%s", err, out)
-	}
-	if c.program, err = os.ReadFile(filepath.Join(bin, "niv-sleep")); err != nil {
 		t.Fatal(err)
 	}
+	c.program = program
 
 	srv := testimage.StartRegistryServer(t, nil)
 	c.registry = strings.TrimPrefix(srv.URL, "http://")
@@ -193,13 +187,13 @@ func (c *cluster) pushImages(t *testing.T) {
 
 // push pushes a runnable image at repoTag ("/path:tag"); its container
 // prints say, then sleeps.
-func (c *cluster) push(t *testing.T, repoTag, say string) containerd.Image {
+func (c *cluster) push(t *testing.T, repoTag, say string) containerdtest.Image {
 	t.Helper()
 	var args []string
 	if say != "" {
 		args = []string{say}
 	}
-	img, err := containerd.PushRunnable(c.registry+repoTag, c.program, args...)
+	img, err := containerdtest.PushRunnable(c.registry+repoTag, c.program, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +217,7 @@ func (c *cluster) startContainerd(t *testing.T) {
 	writeFile(t, filepath.Join(c.dir, "cni", "net.d", "10-dummy.conflist"),
 		`{"cniVersion":"1.0.0","name":"dummy","plugins":[{"type":"loopback"}]}`)
 	var edits []string
-	cfg, err := containerd.WriteConfig(c.dir, c.pause.Ref, c.registry, requestTimeout, func(cfg string) string {
+	cfg, err := containerdtest.WriteConfig(c.dir, c.pause.Ref, c.registry, requestTimeout, func(cfg string) string {
 		for _, e := range []struct{ old, new string }{
 			{`socket_path = "` + c.dir + `/nri.sock"`, `socket_path = "` + c.nriSocket() + `"`},
 			{`required_plugins = ["nri-image-verifier"]`, `required_plugins = ["nri-image-verifier"]` +
@@ -242,13 +236,13 @@ func (c *cluster) startContainerd(t *testing.T) {
 	if len(edits) != 2 {
 		t.Fatalf("hack/containerd-config.toml changed: the cluster's edits found only %q", edits)
 	}
-	if err := containerd.NoteMadeDirs(c.dir); err != nil {
+	if err := containerdtest.NoteMadeDirs(c.dir); err != nil {
 		t.Fatal(err)
 	}
-	if c.cri, err = containerd.DialCRI(c.socket()); err != nil {
+	if c.cri, err = containerdtest.DialCRI(c.socket()); err != nil {
 		t.Fatal(err)
 	}
-	if c.ctrd, err = containerd.StartContainerd(c.ctrdDir, cfg, c.socket(), c.logPath("containerd"), c.cri, wait); err != nil {
+	if c.ctrd, err = containerdtest.StartContainerd(c.ctrdDir, cfg, c.socket(), c.logPath("containerd"), c.cri, wait); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -262,9 +256,9 @@ func (c *cluster) logPath(name string) string { return filepath.Join(c.dir, name
 // start starts a daemon of the cluster, logging to the run's directory.
 // Every daemon names a file under it in its arguments (pass the flag and
 // the path as two arguments), which is how cleanRun finds it after a crash.
-func (c *cluster) start(t *testing.T, name, bin string, args ...string) *containerd.Proc {
+func (c *cluster) start(t *testing.T, name, bin string, args ...string) *containerdtest.Proc {
 	t.Helper()
-	p, err := containerd.StartProc(name, c.logPath(name), nil, append([]string{bin}, args...)...)
+	p, err := containerdtest.StartProc(name, c.logPath(name), nil, append([]string{bin}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +305,7 @@ func writeFile(t *testing.T, path, content string) {
 func (c *cluster) showLogs(t *testing.T) {
 	for _, p := range []struct {
 		name string
-		proc *containerd.Proc
+		proc *containerdtest.Proc
 	}{{"kubelet", c.kubelet}, {"containerd", c.ctrd}, {"kube-controller-manager", c.controllers}, {"kube-scheduler", c.scheduler}} {
 		if p.proc != nil {
 			t.Logf("%s's log (last lines):\n%s", p.name, p.proc.Tail(25))
@@ -373,4 +367,10 @@ func readLogs(pattern string) string {
 		fmt.Fprintf(&b, "==> %s\n%s", f, data)
 	}
 	return b.String()
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	daemontest.Cleanup() // the plugin's static build
+	os.Exit(code)
 }

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nri-image-verifier/nri-image-verifier/integration/containerd"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
 )
 
 // kubelet changes the host outside its --root-dir, whatever it is given:
@@ -131,7 +131,7 @@ func noteHostState(dir string) error {
 }
 
 // cleanRun removes all a run left, whether it ended or died: first what
-// containerd.CleanDir removes (processes naming dir, among them kubelet,
+// containerdtest.CleanDir removes (processes naming dir, among them kubelet,
 // the controller-manager and the scheduler; containers, mounts, the
 // cgroups under the run's cgroup root, which holds kubelet's kubepods;
 // the directory), then kubelet's traces on the host: the kernel settings
@@ -140,7 +140,7 @@ func cleanRun(dir string) error {
 	// Read the notes first: CleanDir removes dir.
 	tunables, _ := os.ReadFile(filepath.Join(dir, savedTunables))
 	made, _ := os.ReadFile(filepath.Join(dir, madeHostDirs))
-	errs := []error{containerd.CleanDir(dir)}
+	errs := []error{containerdtest.CleanDir(dir)}
 	for _, line := range strings.Split(string(tunables), "\n") {
 		name, value, ok := strings.Cut(line, " ")
 		if !ok {
@@ -175,7 +175,7 @@ func cleanRun(dir string) error {
 // makeCgroupRoot creates the run's cgroup, name, in every hierarchy, as
 // kubelet's --cgroup-root (KubeletConfiguration cgroupRoot), which must
 // exist: kubelet puts its kubepods tree, and so every pod, under it, and
-// containerd.CleanDir removes it by that name. cgroup v1 cpusets start
+// containerdtest.CleanDir removes it by that name. cgroup v1 cpusets start
 // empty and take no task; they get their parent's CPUs and memory nodes.
 func makeCgroupRoot(name string) error {
 	tops, err := os.ReadDir("/sys/fs/cgroup")

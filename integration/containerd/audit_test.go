@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
 )
 
 // auditLine returns the audit line of container in pod, waiting for it
@@ -51,7 +53,7 @@ func (w *world) auditLines(t *testing.T, pod, container string) []map[string]any
 
 // checkAudit checks an audit line against the image the container was
 // made of and the expected verdict.
-func checkAudit(t *testing.T, line map[string]any, img Image, verdict string, allowed bool) {
+func checkAudit(t *testing.T, line map[string]any, img containerdtest.Image, verdict string, allowed bool) {
 	t.Helper()
 	t.Logf("audit: verdict %v, image %v, digest %v", line["verdict"], line["image"], line["digest"])
 	// The image is the name of containerd's image record, the tag pulled,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
 )
 
 // A run's directory. Under /tmp, not t.TempDir or $TMPDIR: unix socket
@@ -25,7 +27,7 @@ func (w *world) teardown(t *testing.T) {
 			t.Logf("containerd's log (last lines):\n%s", w.containerd.Tail(30))
 		}
 	}
-	w.plugin.Stop(5 * time.Second)
+	w.plugin.Stop()
 	if w.cri != nil {
 		if w.containerd != nil && !w.containerd.Exited() {
 			w.removePods(t)
@@ -33,7 +35,7 @@ func (w *world) teardown(t *testing.T) {
 		w.cri.Close()
 	}
 	w.containerd.Stop(10 * time.Second)
-	if err := CleanDir(w.dir); err != nil {
+	if err := containerdtest.CleanDir(w.dir); err != nil {
 		t.Error(err)
 	}
 }

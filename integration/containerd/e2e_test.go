@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 )
 
@@ -186,7 +187,7 @@ func (w *world) byIDCases(t *testing.T) {
 		id, err := w.cri.CreateContainerOf(ctx, pod, "app",
 			&cri.ImageSpec{Image: w.signed.ConfigDigest, UserSpecifiedImage: w.signed.ConfigDigest})
 		if err != nil {
-			t.Fatalf("container of %s refused: %s", w.signed.ConfigDigest, CRIMessage(err))
+			t.Fatalf("container of %s refused: %s", w.signed.ConfigDigest, containerdtest.CRIMessage(err))
 		}
 		w.checkStarted(t, id, w.signed, "signed-id-user", "app")
 		// The rule was chosen by the image's tag, the first of its names.
@@ -213,7 +214,7 @@ func (w *world) byIDCases(t *testing.T) {
 		digest, shown := img.Digest, img.Digest
 		if !w.rel.digestFromNRI {
 			digest, shown = "", "digest unknown"
-			if want := "image " + img.ConfigDigest + " is known to containerd only by its ID"; !strings.Contains(w.plugin.LogText(), want) {
+			if want := "image " + img.ConfigDigest + " is known to containerd only by its ID"; !strings.Contains(w.plugin.Log(), want) {
 				t.Errorf("the plugin's log does not say %q", want)
 			}
 		}
@@ -236,7 +237,7 @@ func (w *world) byIDCases(t *testing.T) {
 // forgetNames deletes img's tag and digest records from containerd's image
 // store (namespace k8s.io), keeping the record named by its ID, and waits
 // until the CRI plugin's view of the image has no names either.
-func (w *world) forgetNames(t *testing.T, img Image) {
+func (w *world) forgetNames(t *testing.T, img containerdtest.Image) {
 	t.Helper()
 	conn, err := grpc.NewClient("unix://"+w.socket(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -344,8 +345,8 @@ func (w *world) retaggedCases(t *testing.T) {
 // multiArchCases: an index for two platforms, of which containerd pulls
 // and runs this node's. Publishers sign the index digest.
 func (w *world) multiArchCases(t *testing.T) {
-	push := func(t *testing.T, repoTag, say string) Index {
-		idx, err := PushRunnableIndex(w.registry+repoTag, w.program, say)
+	push := func(t *testing.T, repoTag, say string) containerdtest.Index {
+		idx, err := containerdtest.PushRunnableIndex(w.registry+repoTag, w.program, say)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -420,7 +421,7 @@ func (w *world) registryOutageCases(t *testing.T) {
 // checkPending checks a refusal for want ("verification still running" or
 // "verification failed"), not a verdict on the signatures, and its audit
 // line.
-func (w *world) checkPending(t *testing.T, msg string, img Image, pod, ctr, want string) {
+func (w *world) checkPending(t *testing.T, msg string, img containerdtest.Image, pod, ctr, want string) {
 	t.Helper()
 	if !strings.Contains(msg, "nri-image-verifier: image "+img.Ref+" ("+img.Digest+")") || !strings.Contains(msg, want) {
 		t.Errorf("refusal does not name the image and say %q: %s", want, msg)
@@ -448,7 +449,7 @@ func (w *world) checkPending(t *testing.T, msg string, img Image, pod, ctr, want
 // kubelet retries, until one is allowed, and checks it runs. Every refusal
 // on the way must be a transient one: the outage must never be remembered
 // as a verdict on the image.
-func (w *world) retryUntilRuns(t *testing.T, pod Pod, img Image, podName string) {
+func (w *world) retryUntilRuns(t *testing.T, pod containerdtest.Pod, img containerdtest.Image, podName string) {
 	t.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(errorTTL + 10*time.Second)
@@ -461,7 +462,7 @@ func (w *world) retryUntilRuns(t *testing.T, pod Pod, img Image, podName string)
 			checkAudit(t, w.auditLine(t, podName, name), img, "allow", true)
 			return
 		}
-		msg := CRIMessage(err)
+		msg := containerdtest.CRIMessage(err)
 		t.Logf("retry %d refused: %s", i-1, msg)
 		if !strings.Contains(msg, "verification still running") && !strings.Contains(msg, "verification failed") {
 			t.Fatalf("retry refused for another reason than the outage: %s", msg)
@@ -501,7 +502,7 @@ func (w *world) userSpecifiedFallback(t *testing.T) {
 		// What should happen: the container is refused as the unsigned
 		// image it is. If this branch runs, the hole is closed; update the
 		// test and the README.
-		msg := CRIMessage(err)
+		msg := containerdtest.CRIMessage(err)
 		t.Errorf("the v2.2 fallback now refuses this container (update the test and README): %s", msg)
 		return
 	}
@@ -519,8 +520,8 @@ func (w *world) userSpecifiedFallback(t *testing.T) {
 func (w *world) containerdRestartCases(t *testing.T) {
 	t.Run("containerd restarted: the plugin reconnects and decides again", func(t *testing.T) {
 		pluginPID, ctrdPID := w.plugin.PID(), w.containerd.PID()
-		connected := strings.Count(w.plugin.LogText(), `"connected to NRI runtime"`)
-		disconnected := strings.Count(w.plugin.LogText(), `"NRI runtime disconnected"`)
+		connected := strings.Count(w.plugin.Log(), `"connected to NRI runtime"`)
+		disconnected := strings.Count(w.plugin.Log(), `"NRI runtime disconnected"`)
 		start := time.Now()
 		w.restartContainerd(t)
 		ready := time.Since(start)
@@ -533,7 +534,7 @@ func (w *world) containerdRestartCases(t *testing.T) {
 		if w.plugin.Exited() || w.plugin.PID() != pluginPID {
 			t.Fatal("the plugin was restarted too; the case is about it reconnecting")
 		}
-		if strings.Count(w.plugin.LogText(), `"NRI runtime disconnected"`) <= disconnected {
+		if strings.Count(w.plugin.Log(), `"NRI runtime disconnected"`) <= disconnected {
 			t.Error("the plugin did not log that containerd went away")
 		}
 		w.expectRuns(t, "ctrd-restarted", w.signed.Ref, w.signed, "allow")
@@ -543,7 +544,7 @@ func (w *world) containerdRestartCases(t *testing.T) {
 		// The plugin is frozen across the restart so that containerd
 		// comes back without it, deterministically: then the default
 		// validator refuses every container (required_plugins).
-		connected := strings.Count(w.plugin.LogText(), `"connected to NRI runtime"`)
+		connected := strings.Count(w.plugin.Log(), `"connected to NRI runtime"`)
 		if err := w.plugin.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
@@ -571,7 +572,7 @@ func (w *world) containerdRestartCases(t *testing.T) {
 // are refused, not admitted.
 func (w *world) pluginHung(t *testing.T) {
 	pod := w.runPod(t, "plugin-hung")
-	connected := strings.Count(w.plugin.LogText(), `"connected to NRI runtime"`)
+	connected := strings.Count(w.plugin.Log(), `"connected to NRI runtime"`)
 	if err := w.plugin.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -633,7 +634,7 @@ const notPresent = `validator "00-default-validator" rejected container adjustme
 const noSignature = "no cosign signature found for "
 
 // pull pulls images into containerd through CRI, as kubelet does.
-func (w *world) pull(t *testing.T, imgs ...Image) {
+func (w *world) pull(t *testing.T, imgs ...containerdtest.Image) {
 	t.Helper()
 	for _, img := range imgs {
 		id, err := w.cri.Pull(context.Background(), img.Ref)
@@ -663,15 +664,15 @@ func (w *world) checkTag(t *testing.T, ref, digest string) {
 }
 
 // runPod starts a host-network pod in namespace e2e, removed when t ends.
-func (w *world) runPod(t *testing.T, name string) Pod {
+func (w *world) runPod(t *testing.T, name string) containerdtest.Pod {
 	t.Helper()
-	return w.runPodOf(t, PodSpec{Namespace: "e2e", Name: name})
+	return w.runPodOf(t, containerdtest.PodSpec{Namespace: "e2e", Name: name})
 }
 
 // runPodOf starts the host-network pod spec names (namespace, name and
 // uid; its log directory and cgroup parent are the world's), removed when
 // t ends.
-func (w *world) runPodOf(t *testing.T, spec PodSpec) Pod {
+func (w *world) runPodOf(t *testing.T, spec containerdtest.PodSpec) containerdtest.Pod {
 	t.Helper()
 	ctx := context.Background()
 	spec.LogDir, spec.CgroupParent = w.podLogDir(spec.Name), "/"+w.cgroup
@@ -692,13 +693,13 @@ func (w *world) podLogDir(pod string) string { return filepath.Join(w.dir, "pod-
 // expectRuns: a container of image (a reference to img) is created,
 // starts and runs img under runc; its audit line has verdict. It returns
 // the audit line.
-func (w *world) expectRuns(t *testing.T, podName, image string, img Image, verdict string) map[string]any {
+func (w *world) expectRuns(t *testing.T, podName, image string, img containerdtest.Image, verdict string) map[string]any {
 	t.Helper()
 	ctx := context.Background()
 	pod := w.runPod(t, podName)
 	id, err := w.cri.CreateContainer(ctx, pod, "app", image)
 	if err != nil {
-		t.Fatalf("container of %s refused: %s", image, CRIMessage(err))
+		t.Fatalf("container of %s refused: %s", image, containerdtest.CRIMessage(err))
 	}
 	w.checkStarted(t, id, img, podName, "app")
 	line := w.auditLine(t, podName, "app")
@@ -709,7 +710,7 @@ func (w *world) expectRuns(t *testing.T, podName, image string, img Image, verdi
 // checkStarted starts container id (name, in pod podName) and checks that
 // it runs img: containerd reports img's ID, and the container prints what
 // img's arguments say, so the image that runs is the one that was checked.
-func (w *world) checkStarted(t *testing.T, id string, img Image, podName, name string) {
+func (w *world) checkStarted(t *testing.T, id string, img containerdtest.Image, podName, name string) {
 	t.Helper()
 	ctx := context.Background()
 	if err := w.cri.StartContainer(ctx, id); err != nil {
@@ -745,12 +746,12 @@ func (w *world) checkStarted(t *testing.T, id string, img Image, podName, name s
 // expectDenied: the container of image is refused with the plugin's
 // message, which gives reason, and its audit line says deny. It returns
 // the message.
-func (w *world) expectDenied(t *testing.T, podName, image string, img Image, reason string) string {
+func (w *world) expectDenied(t *testing.T, podName, image string, img containerdtest.Image, reason string) string {
 	t.Helper()
 	return w.expectDeniedOf(t, podName, &cri.ImageSpec{Image: image}, img, reason)
 }
 
-func (w *world) expectDeniedOf(t *testing.T, podName string, image *cri.ImageSpec, img Image, reason string) string {
+func (w *world) expectDeniedOf(t *testing.T, podName string, image *cri.ImageSpec, img containerdtest.Image, reason string) string {
 	t.Helper()
 	pod := w.runPod(t, podName)
 	msg := w.expectRefusedOf(t, pod, "app", image)
@@ -772,12 +773,12 @@ func (w *world) expectDeniedOf(t *testing.T, podName string, image *cri.ImageSpe
 
 // expectRefusedByContainerd creates a container of image in pod, expects
 // the create to fail and no container to exist, and returns the message.
-func (w *world) expectRefusedByContainerd(t *testing.T, pod Pod, name, image string) string {
+func (w *world) expectRefusedByContainerd(t *testing.T, pod containerdtest.Pod, name, image string) string {
 	t.Helper()
 	return w.expectRefusedOf(t, pod, name, &cri.ImageSpec{Image: image})
 }
 
-func (w *world) expectRefusedOf(t *testing.T, pod Pod, name string, image *cri.ImageSpec) string {
+func (w *world) expectRefusedOf(t *testing.T, pod containerdtest.Pod, name string, image *cri.ImageSpec) string {
 	t.Helper()
 	ctx := context.Background()
 	id, err := w.cri.CreateContainerOf(ctx, pod, name, image)
@@ -785,7 +786,7 @@ func (w *world) expectRefusedOf(t *testing.T, pod Pod, name string, image *cri.I
 		t.Errorf("FAIL OPEN: container %s of %v was created (id %s)", name, image, id)
 		return ""
 	}
-	msg := CRIMessage(err)
+	msg := containerdtest.CRIMessage(err)
 	t.Logf("CRI CreateContainer(%s) refused: %s", image.GetImage(), msg)
 	resp, err := w.cri.Runtime.ListContainers(ctx, &cri.ListContainersRequest{
 		Filter: &cri.ContainerFilter{PodSandboxId: pod.ID}})

@@ -1,9 +1,14 @@
+// Package containerd is the real-containerd end of the integration tests:
+// containerd v2.4 (and v2.2, which sends no image digest through NRI) with
+// NRI and the fail-closed default validator, runc, a loopback registry, the
+// nri-image-verifier binary, all driven through the CRI API as kubelet
+// drives them. The world they run in comes from internal/containerdtest
+// and internal/daemontest.
 package containerd
 
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 )
 
@@ -48,7 +55,6 @@ var (
 type world struct {
 	rel      release
 	dir      string // everything containerd writes or listens on
-	bin      string
 	ctrdDir  string // containerd and its shim
 	cgroup   string // the pods' cgroup parent, in every hierarchy
 	registry string // host:port
@@ -63,11 +69,11 @@ type world struct {
 	// start (restartPlugin sets them).
 	pluginFlags []string
 
-	containerd *Proc
-	plugin     *Proc
-	cri        *CRI
+	containerd *containerdtest.Proc
+	plugin     *daemontest.Daemon
+	cri        *containerdtest.CRI
 
-	pause, signed, bundled, unsigned, audited Image
+	pause, signed, bundled, unsigned, audited containerdtest.Image
 }
 
 // needRoot fails (or skips, if the user asked) when the tests cannot run.
@@ -83,32 +89,32 @@ func needRoot(t *testing.T) {
 }
 
 // newWorld installs (or finds cached) containerd and runc, builds the
-// binaries, pushes and signs the images, starts containerd and the plugin,
+// binaries (once per test process), pushes and signs the images, starts containerd and the plugin,
 // and arranges for all of it to be torn down when t ends.
 func newWorld(t *testing.T, rel release) *world {
 	t.Helper()
 	needRoot(t)
 	start := time.Now()
-	if err := BecomeSubreaper(); err != nil {
+	if err := containerdtest.BecomeSubreaper(); err != nil {
 		t.Fatal(err)
 	}
-	ctrdDir := Install(t, rel.version)
+	ctrdDir := containerdtest.Install(t, rel.version)
 
-	Sweep(t, filepath.Join(runDirParent, runDirPrefix+"*"), CleanDir)
+	containerdtest.Sweep(t, filepath.Join(runDirParent, runDirPrefix+"*"), containerdtest.CleanDir)
 	dir, err := os.MkdirTemp(runDirParent, runDirPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "owner"), strconv.Itoa(os.Getpid()))
-	w := &world{rel: rel, dir: dir, bin: filepath.Join(dir, "bin"), ctrdDir: ctrdDir, cgroup: filepath.Base(dir),
+	w := &world{rel: rel, dir: dir, ctrdDir: ctrdDir, cgroup: filepath.Base(dir),
 		audit: filepath.Join(dir, "audit.jsonl")}
 	t.Cleanup(func() { w.teardown(t) })
-	TearDownOnSignal(t, dir, CleanDir)
+	containerdtest.TearDownOnSignal(t, dir, containerdtest.CleanDir)
 
-	w.build(t)
+	daemontest.Binary(t) // built before anything runs
 	w.pushImages(t)
 	w.writeContainerdConfig(t)
-	if err := NoteMadeDirs(dir); err != nil {
+	if err := containerdtest.NoteMadeDirs(dir); err != nil {
 		t.Fatal(err)
 	}
 	w.startContainerd(t)
@@ -120,24 +126,10 @@ func newWorld(t *testing.T, rel release) *world {
 	return w
 }
 
-func (w *world) build(t *testing.T) {
-	t.Helper()
-	run := func(env []string, args ...string) {
-		cmd := exec.Command("go", args...)
-		cmd.Env = append(os.Environ(), env...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	run(nil, "build", "-tags", "nri_no_wasm", "-o", w.bin+"/", "../../cmd/nri-image-verifier")
-	// Static: the images hold this one file and nothing else.
-	run([]string{"CGO_ENABLED=0"}, "build", "-trimpath", "-ldflags=-s -w", "-o", w.bin+"/", "../cmd/niv-sleep")
-}
-
 func (w *world) pushImages(t *testing.T) {
 	t.Helper()
 	var err error
-	if w.program, err = os.ReadFile(filepath.Join(w.bin, "niv-sleep")); err != nil {
+	if w.program, err = containerdtest.Program(); err != nil {
 		t.Fatal(err)
 	}
 	w.faults = &registryFaults{}
@@ -158,13 +150,13 @@ func (w *world) pushImages(t *testing.T) {
 
 // push pushes a runnable image to the world's registry at repoTag
 // ("/path:tag"); its container prints say.
-func (w *world) push(t *testing.T, repoTag, say string) Image {
+func (w *world) push(t *testing.T, repoTag, say string) containerdtest.Image {
 	t.Helper()
 	var args []string
 	if say != "" {
 		args = []string{say}
 	}
-	img, err := PushRunnable(w.registry+repoTag, w.program, args...)
+	img, err := containerdtest.PushRunnable(w.registry+repoTag, w.program, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,11 +167,11 @@ func (w *world) push(t *testing.T, repoTag, say string) Image {
 // config, for this world; the same file serves every containerd release.
 func (w *world) writeContainerdConfig(t *testing.T) {
 	t.Helper()
-	if _, err := WriteConfig(w.dir, w.pause.Ref, w.registry, requestTimeout, nil); err != nil {
+	if _, err := containerdtest.WriteConfig(w.dir, w.pause.Ref, w.registry, requestTimeout, nil); err != nil {
 		t.Fatal(err)
 	}
 	var err error
-	if w.cri, err = DialCRI(w.socket()); err != nil {
+	if w.cri, err = containerdtest.DialCRI(w.socket()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -188,7 +180,7 @@ func (w *world) writeContainerdConfig(t *testing.T) {
 // its CRI services. The CRI client reconnects across restarts.
 func (w *world) startContainerd(t *testing.T) {
 	t.Helper()
-	p, err := StartContainerd(w.ctrdDir, w.configPath(), w.socket(), filepath.Join(w.dir, "containerd.log"), w.cri, wait)
+	p, err := containerdtest.StartContainerd(w.ctrdDir, w.configPath(), w.socket(), filepath.Join(w.dir, "containerd.log"), w.cri, wait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,20 +260,18 @@ policy:
 }
 
 // startPlugin starts nri-image-verifier and waits until containerd has
-// registered it. It appends to the same log and audit log each time.
+// registered it. The audit log is the same file each time.
 //
 // On containerd >= 2.4 the containerd-socket fallback is off, so that the
 // suite proves the digest comes from NRI; on older releases it is how the
 // plugin learns the digest at all.
 func (w *world) startPlugin(t *testing.T) {
 	t.Helper()
-	logPath := filepath.Join(w.dir, "plugin.log")
-	before := strings.Count(readFile(logPath), `"connected to NRI runtime"`)
 	ctrdSocket := ""
 	if !w.rel.digestFromNRI {
 		ctrdSocket = w.socket()
 	}
-	argv := []string{filepath.Join(w.bin, "nri-image-verifier"), "run",
+	args := []string{"run",
 		"--policy", w.policy,
 		"--nri-socket", w.nriSocket(),
 		"--containerd-socket", ctrdSocket,
@@ -291,12 +281,15 @@ func (w *world) startPlugin(t *testing.T) {
 		"--node-name", "e2e-node",
 		"--log-level", "debug",
 	}
-	p, err := StartProc("nri-image-verifier", logPath, nil, append(argv, w.pluginFlags...)...)
+	// Not tied to t: the plugin outlives the subtest that (re)starts it;
+	// the world's teardown stops it.
+	p, err := daemontest.Start(daemontest.Options{Binary: daemontest.Binary(t),
+		Args: append(args, w.pluginFlags...), Grace: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.plugin = p
-	w.waitConnected(t, before)
+	w.waitConnected(t, 0)
 }
 
 // restartPlugin stops the plugin as a DaemonSet rollout does (SIGTERM),
@@ -316,7 +309,7 @@ func (w *world) restartPlugin(t *testing.T, flags ...string) {
 	}
 	if !w.plugin.Exited() {
 		before := closed()
-		w.plugin.Stop(5 * time.Second)
+		w.plugin.Stop()
 		deadline := time.Now().Add(wait)
 		for closed() <= before {
 			if time.Now().After(deadline) {
@@ -334,13 +327,9 @@ func (w *world) restartPlugin(t *testing.T, flags ...string) {
 // sends it container requests from now on.
 func (w *world) waitConnected(t *testing.T, before int) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for strings.Count(w.plugin.LogText(), `"connected to NRI runtime"`) <= before {
-		if w.plugin.Exited() || time.Now().After(deadline) {
-			t.Fatalf("nri-image-verifier did not register with containerd; its log:\n%s\ncontainerd's:\n%s",
-				w.plugin.Tail(20), w.containerd.Tail(20))
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := w.plugin.WaitLog(daemontest.ConnectedLine, before, wait); err != nil {
+		t.Fatalf("nri-image-verifier did not register with containerd: %v\ncontainerd's log:\n%s",
+			err, w.containerd.Tail(20))
 	}
 }
 
@@ -354,4 +343,10 @@ func writeFile(t *testing.T, path, content string) {
 func readFile(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	daemontest.Cleanup()
+	os.Exit(code)
 }

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetest"
 	"github.com/nri-image-verifier/nri-image-verifier/report/events"
 )
@@ -88,7 +89,6 @@ func (w *world) eventCases(t *testing.T, k *kubeCluster) {
 		if err := c.Kubeconfig(kc, token); err != nil {
 			t.Fatal(err)
 		}
-		logFrom := len(w.plugin.LogText())
 		// The cases after this one run with the plugin as it was, whatever
 		// happens here.
 		t.Cleanup(func() { w.restartPlugin(t) })
@@ -112,12 +112,12 @@ func (w *world) eventCases(t *testing.T, k *kubeCluster) {
 			t.Fatal(err)
 		}
 		uid := string(apiPod.UID)
-		pod := w.runPodOf(t, PodSpec{Namespace: ns, Name: podName, UID: uid})
+		pod := w.runPodOf(t, containerdtest.PodSpec{Namespace: ns, Name: podName, UID: uid})
 
 		// The signed container: created and running, no Event.
 		id, err := w.cri.CreateContainer(ctx, pod, signedCtr, w.signed.Ref)
 		if err != nil {
-			t.Fatalf("container of %s refused: %s", w.signed.Ref, CRIMessage(err))
+			t.Fatalf("container of %s refused: %s", w.signed.Ref, containerdtest.CRIMessage(err))
 		}
 		w.checkStarted(t, id, w.signed, podName, signedCtr)
 
@@ -210,7 +210,7 @@ func (w *world) eventCases(t *testing.T, k *kubeCluster) {
 			}
 		}
 
-		log := w.plugin.LogText()[logFrom:]
+		log := w.plugin.Log() // the plugin restarted above: all of its log is this case's
 		if !strings.Contains(log, `"msg":"recording Kubernetes Events"`) {
 			t.Error("the plugin did not log that it records Events")
 		}

@@ -2,18 +2,16 @@
 // base image (nothing is pulled): one static binary as the only layer of
 // an empty image, its entrypoint set. The cluster test and `make
 // cluster-demo` (integration/cluster) run the plugin from such an image,
-// and the e2e suite's runnable test images (integration/containerd) are
-// made the same way.
+// and the runnable test images (internal/containerdtest) are made the
+// same way.
 package imagebuild
 
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -97,24 +95,8 @@ func fileLayer(path string, content []byte) (v1.Layer, error) {
 	return layer, nil
 }
 
-// BuildPlugin builds cmd/nri-image-verifier of the repository at root as
-// the image ships it: static (no libc in an empty image), without the
-// WebAssembly plugin runtime, to dir/nri-image-verifier, and returns that
-// path.
-func BuildPlugin(ctx context.Context, root, dir string) (string, error) {
-	out := filepath.Join(dir, "nri-image-verifier")
-	// #nosec G204 -- a fixed go build; only the output file is the caller's.
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "nri_no_wasm", "-trimpath", "-ldflags=-s -w",
-		"-o", out, "./cmd/nri-image-verifier")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/nri-image-verifier: %w\n%s", err, b)
-	}
-	return out, nil
-}
-
-// Plugin is the plugin's image around binary (BuildPlugin's): the binary
+// Plugin is the plugin's image around binary (built static, as
+// daemontest.Static builds it: no libc in an empty image): the binary
 // alone, run as its entrypoint; the chart passes its arguments.
 func Plugin(binary, arch string) (v1.Image, error) {
 	b, err := os.ReadFile(binary) // #nosec G304 -- the binary the caller built, for test images only

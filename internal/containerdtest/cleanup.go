@@ -1,4 +1,4 @@
-package containerd
+package containerdtest
 
 // Cleaning up after containerd, shared by the e2e suite, the benchmarks and
 // the single-node cluster (integration/cluster): a run keeps everything in

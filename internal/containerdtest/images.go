@@ -1,16 +1,21 @@
-// Package containerd is the real-containerd end of the integration tests:
-// containerd v2.4 (and v2.2, which sends no image digest through NRI) with
-// NRI and the fail-closed default validator, runc, a loopback registry, the
-// nri-image-verifier binary, all driven through the CRI API as kubelet
-// drives them.
+// Package containerdtest builds and runs a real containerd world for tests
+// and the demo: containerd built once per version and cached
+// (hack/install-containerd.sh), its config rendered from the demo's
+// template, containerd and other third-party daemons as processes (Proc),
+// a small CRI client that drives it as kubelet does, runnable images made
+// without any download (one static program, cmd/niv-sleep), and the
+// clean-up of everything a run leaves outside its directory (shims,
+// mounts, cgroups). The nri-image-verifier daemon itself runs through
+// internal/daemontest.
 //
-// The non-test files are shared with the demo's helper programs
-// (integration/cmd): runnable images made without any download, and a small
-// CRI client. The e2e harness and tests are in the _test.go files.
-package containerd
+// It serves the e2e suite (integration/containerd), the single-node
+// cluster (integration/cluster), the benchmarks' containerd section and
+// the demo's helper programs (cmd/niv-registry, cmd/niv-cri).
+package containerdtest
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 
@@ -22,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/imagebuild"
 )
 
@@ -48,8 +54,22 @@ func (i Image) ByDigest() string { return i.Repo() + "@" + i.Digest }
 // ProgramPath is where the image's one program lives in its root file system.
 const ProgramPath = "/niv-sleep"
 
+// ProgramPkg is that program's main package, relative to the repository
+// root: it prints its arguments, then sleeps until it is signalled.
+const ProgramPkg = "./internal/containerdtest/cmd/niv-sleep"
+
+// Program is the images' one program, built static (the images hold
+// nothing else) once per test process.
+func Program() ([]byte, error) {
+	bin, err := daemontest.Build(ProgramPkg, daemontest.Static)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(bin) // #nosec G304 -- the binary just built
+}
+
 // PushRunnable pushes to ref an OCI image of one layer holding program (a
-// static binary, integration/cmd/niv-sleep) at ProgramPath, started with
+// static binary, Program) at ProgramPath, started with
 // args. Images with different args have different digests, so one binary
 // makes the pause image and any number of distinct app images.
 func PushRunnable(ref string, program []byte, args ...string) (Image, error) {

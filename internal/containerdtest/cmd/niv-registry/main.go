@@ -28,12 +28,12 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 
-	"github.com/nri-image-verifier/nri-image-verifier/integration/containerd"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 )
 
 func main() {
-	program := flag.String("program", "", "static binary to put in the images (integration/cmd/niv-sleep)")
+	program := flag.String("program", "", "static binary to put in the images (internal/containerdtest/cmd/niv-sleep)")
 	out := flag.String("out", "", "directory for world.env and cosign.pub")
 	flag.Parse()
 	if *program == "" || *out == "" {
@@ -87,15 +87,15 @@ func run(programPath, out string) error {
 
 // push makes the demo's images, signs one and returns world.env's text.
 func push(host string, program []byte, out string) (string, error) {
-	pause, err := containerd.PushRunnable(host+"/demo/pause:v1", program)
+	pause, err := containerdtest.PushRunnable(host+"/demo/pause:v1", program)
 	if err != nil {
 		return "", err
 	}
-	signed, err := containerd.PushRunnable(host+"/demo/signed:v1", program, "hello from the signed image")
+	signed, err := containerdtest.PushRunnable(host+"/demo/signed:v1", program, "hello from the signed image")
 	if err != nil {
 		return "", err
 	}
-	unsigned, err := containerd.PushRunnable(host+"/demo/unsigned:v1", program, "hello from the unsigned image")
+	unsigned, err := containerdtest.PushRunnable(host+"/demo/unsigned:v1", program, "hello from the unsigned image")
 	if err != nil {
 		return "", err
 	}

@@ -1,10 +1,10 @@
-package containerd
+package containerdtest
 
-// The pieces of a containerd world that the e2e suite (harness_test.go)
-// and the single-node cluster (integration/cluster) share: the cached
-// containerd build, its config rendered from the demo's template, and
-// containerd started on it. Paths are relative to a package folder two
-// levels below the repository root (integration/<pkg>), where go test runs.
+// The pieces of a containerd world that the e2e suite
+// (integration/containerd), the single-node cluster (integration/cluster)
+// and the benchmarks share: the cached containerd build, its config
+// rendered from the demo's template, and containerd started on it. The
+// demo's files are found from the repository root, wherever go test runs.
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 )
 
 // Install runs hack/install-containerd.sh, the demo's installer: it builds
@@ -24,7 +26,11 @@ import (
 func Install(t testing.TB, version string) string {
 	t.Helper()
 	start := time.Now()
-	cmd := exec.Command("../../hack/install-containerd.sh", version)
+	script, err := hackFile("install-containerd.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(script, version)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -36,13 +42,26 @@ func Install(t testing.TB, version string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// hackFile is the path of the demo's file name under hack/.
+func hackFile(name string) (string, error) {
+	root, err := daemontest.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "hack", name), nil
+}
+
 // WriteConfig renders hack/containerd-config.toml, the demo's config, for
 // a run in dir, with the sandbox image pause and the plain-HTTP loopback
 // registry (host:port, given a hosts.toml under dir/certs.d), and writes
 // it to dir/containerd.toml, whose path it returns. edit, if not nil,
 // changes the rendered text first (the cluster adds keys).
 func WriteConfig(dir, pause, registry string, requestTimeout time.Duration, edit func(string) string) (string, error) {
-	tmpl, err := os.ReadFile("../../hack/containerd-config.toml")
+	tmplPath, err := hackFile("containerd-config.toml")
+	if err != nil {
+		return "", err
+	}
+	tmpl, err := os.ReadFile(tmplPath)
 	if err != nil {
 		return "", fmt.Errorf("containerd config template: %w", err)
 	}

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nri-image-verifier/nri-image-verifier/integration/containerd"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
 )
 
 // list is a repeatable flag.
@@ -38,7 +38,7 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	ok, err := run(*socket, containerd.PodSpec{Namespace: "demo", Name: "demo-pod", LogDir: *logDir, CgroupParent: *cgroup}, running, refused)
+	ok, err := run(*socket, containerdtest.PodSpec{Namespace: "demo", Name: "demo-pod", LogDir: *logDir, CgroupParent: *cgroup}, running, refused)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "niv-cri:", err)
 		os.Exit(1)
@@ -48,10 +48,10 @@ func main() {
 	}
 }
 
-func run(socket string, spec containerd.PodSpec, running, refused []string) (bool, error) {
+func run(socket string, spec containerdtest.PodSpec, running, refused []string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := containerd.DialCRI(socket)
+	c, err := containerdtest.DialCRI(socket)
 	if err != nil {
 		return false, err
 	}
@@ -90,7 +90,7 @@ func run(socket string, spec containerd.PodSpec, running, refused []string) (boo
 	return ok, nil
 }
 
-func expectRunning(ctx context.Context, c *containerd.CRI, pod containerd.Pod, img string) bool {
+func expectRunning(ctx context.Context, c *containerdtest.CRI, pod containerdtest.Pod, img string) bool {
 	name := containerName(img)
 	id, err := c.CreateContainer(ctx, pod, name, img)
 	if err == nil {
@@ -100,21 +100,21 @@ func expectRunning(ctx context.Context, c *containerd.CRI, pod containerd.Pod, i
 		err = c.WaitRunning(ctx, id, 10*time.Second)
 	}
 	if err != nil {
-		fmt.Printf("UNEXPECTED: container %q (%s) did not run:\n    %s\n", name, img, containerd.CRIMessage(err))
+		fmt.Printf("UNEXPECTED: container %q (%s) did not run:\n    %s\n", name, img, containerdtest.CRIMessage(err))
 		return false
 	}
 	fmt.Printf("container %q (%s): created, started, running under runc\n", name, img)
 	return true
 }
 
-func expectRefused(ctx context.Context, c *containerd.CRI, pod containerd.Pod, img string) bool {
+func expectRefused(ctx context.Context, c *containerdtest.CRI, pod containerdtest.Pod, img string) bool {
 	name := containerName(img)
 	_, err := c.CreateContainer(ctx, pod, name, img)
 	if err == nil {
 		fmt.Printf("UNEXPECTED: container %q (%s) was created: the gate let it through\n", name, img)
 		return false
 	}
-	fmt.Printf("container %q (%s): refused by containerd, as kubelet would see it:\n    %s\n", name, img, containerd.CRIMessage(err))
+	fmt.Printf("container %q (%s): refused by containerd, as kubelet would see it:\n    %s\n", name, img, containerdtest.CRIMessage(err))
 	return true
 }
 
