@@ -1,17 +1,16 @@
 package notarytest
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 )
 
 // startTimeout bounds how long a started server may take to answer.
@@ -25,10 +24,7 @@ type Server struct {
 	// URL is the server's base URL, "http://127.0.0.1:<port>".
 	URL string
 
-	cmd  *exec.Cmd
-	done chan struct{}
-	once sync.Once
-	log  lockedBuffer
+	proc *daemontest.Daemon
 }
 
 // Start builds notary-server if need be, starts it and stops it when the
@@ -73,14 +69,11 @@ func start(bin, dir string) (*Server, error) {
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	s := &Server{URL: "http://" + addr, done: make(chan struct{})}
-	s.cmd = exec.Command(bin, "-config", conf)
-	s.cmd.Stdout, s.cmd.Stderr = &s.log, &s.log
-	s.cmd.SysProcAttr = sysProcAttr()
-	if err := s.cmd.Start(); err != nil {
+	proc, err := daemontest.Start(daemontest.Options{Binary: bin, Args: []string{"-config", conf}, SysProcAttr: sysProcAttr()})
+	if err != nil {
 		return nil, err
 	}
-	go func() { s.cmd.Wait(); close(s.done) }()
+	s := &Server{URL: "http://" + addr, proc: proc}
 	if err := s.waitHealthy(); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("%v; its log:\n%s", err, s.Log())
@@ -93,8 +86,8 @@ func (s *Server) waitHealthy() error {
 	deadline := time.Now().Add(startTimeout)
 	for {
 		select {
-		case <-s.done:
-			return fmt.Errorf("notary-server exited: %v", s.cmd.ProcessState)
+		case <-s.proc.Done():
+			return fmt.Errorf("notary-server exited: %v", s.proc.ProcessState())
 		default:
 		}
 		resp, err := c.Get(s.URL + "/_notary_server/health")
@@ -113,21 +106,13 @@ func (s *Server) waitHealthy() error {
 
 // Stop kills the server process (by its PID) and waits for it; safe to
 // call more than once. Tests call it to take the server down.
-func (s *Server) Stop() {
-	s.once.Do(func() {
-		s.cmd.Process.Kill()
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-		}
-	})
-}
+func (s *Server) Stop() { s.proc.Kill() }
 
 // PID is the server's process ID.
-func (s *Server) PID() int { return s.cmd.Process.Pid }
+func (s *Server) PID() int { return s.proc.PID() }
 
 // Log returns what the server has logged.
-func (s *Server) Log() string { return s.log.String() }
+func (s *Server) Log() string { return s.proc.Log() }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -136,21 +121,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
