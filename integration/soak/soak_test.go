@@ -6,9 +6,12 @@
 //
 // The short form (10,000 decisions) runs with `go test`; run it longer with
 //
-//	go test -tags nri_no_wasm -run TestSoak ./integration/soak/ -soak.duration=10m
+//	go test -tags nri_no_wasm -timeout 30m -run TestSoak ./integration/soak/ -soak.duration=10m
 //
-// or NIV_SOAK_DURATION=10m.
+// or NIV_SOAK_DURATION=10m. go test's -timeout (default 10m) must leave
+// room for the duration plus setup and settling (endMargin): the test
+// refuses to start a run that cannot fit, and stops early, failing, rather
+// than let the timeout panic.
 package soak
 
 import (
@@ -125,6 +128,11 @@ func TestSoak(t *testing.T) {
 		}
 		*duration = v
 	}
+	deadline, hasDeadline := t.Deadline()
+	if left := time.Until(deadline); hasDeadline && *duration+endMargin > left {
+		t.Fatalf("-soak.duration=%v does not fit in go test's -timeout (%v left; the run needs its duration plus about %v): "+
+			"pass -timeout %v or more", *duration, left.Round(time.Second), endMargin, (*duration + 2*endMargin).Round(time.Minute))
+	}
 	nritest.Logs(os.Stderr, slog.LevelWarn)
 	s := setup(t)
 
@@ -142,6 +150,11 @@ func TestSoak(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	down := false
 	for n := 0; n < *decisions || time.Since(start) < *duration; n += batch {
+		if hasDeadline && time.Until(deadline) < endMargin {
+			t.Errorf("stopped after %d decisions: go test's -timeout ends in %v, and settling and the report need about %v; "+
+				"pass a larger -timeout", n, time.Until(deadline).Round(time.Second), endMargin)
+			break
+		}
 		// Events between batches, when no request is in flight.
 		switch {
 		case n > 0 && n%reconnectEvery == 0:
@@ -213,6 +226,10 @@ func TestSoak(t *testing.T) {
 const (
 	decisionTimeout = time.Second
 	registryTimeout = 500 * time.Millisecond
+	// endMargin is what a run needs besides its decisions: setup, the
+	// last policy reload and runtime restart, settling (up to 20 s) and
+	// the report, with room for a loaded machine.
+	endMargin = time.Minute
 )
 
 func setup(t *testing.T) *soak {
