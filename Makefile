@@ -85,15 +85,17 @@ fuzz:
 # vet's; without them, U1000 would call helpers used only by tests unused);
 # gosec on everything but the test harnesses that
 # build and run third-party tools and are never part of the daemon
-# (integration/, internal/kubetest, internal/kubetools, internal/notarytest,
-# internal/nritest, bench/, tools/). Each finding in shipped code is fixed or carries a
-# `#nosec G<nnn> -- reason`.
+# (integration/, internal/containerdtest, internal/daemontest,
+# internal/faulttest, internal/kubetest, internal/kubetools,
+# internal/notarytest, internal/nritest, bench/, tools/). Each finding in
+# shipped code is fixed or carries a `#nosec G<nnn> -- reason`.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOSEC       ?= github.com/securego/gosec/v2/cmd/gosec@v2.30.0
 lint: vet fmt
 	$(GO) run $(STATICCHECK) -tags $(TAGS) -tests=false -checks inherit,-U1000 ./...
 	$(GO) run $(GOSEC) -quiet -tags $(TAGS) \
-	  -exclude-dir=integration -exclude-dir=internal/kubetest -exclude-dir=internal/kubetools \
+	  -exclude-dir=integration -exclude-dir=internal/containerdtest -exclude-dir=internal/daemontest \
+	  -exclude-dir=internal/faulttest -exclude-dir=internal/kubetest -exclude-dir=internal/kubetools \
 	  -exclude-dir=internal/notarytest -exclude-dir=internal/nritest -exclude-dir=bench -exclude-dir=tools ./...
 
 clean:
