@@ -86,7 +86,7 @@ fuzz:
 # gosec on everything but the test harnesses that
 # build and run third-party tools and are never part of the daemon
 # (integration/, internal/containerdtest, internal/daemontest,
-# internal/faulttest, internal/kubetest, internal/kubetools,
+# internal/faulttest, internal/kubetest, internal/kubetoolstest,
 # internal/notarytest, internal/nritest, bench/, tools/). Each finding in
 # shipped code is fixed or carries a `#nosec G<nnn> -- reason`.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -95,7 +95,7 @@ lint: vet fmt
 	$(GO) run $(STATICCHECK) -tags $(TAGS) -tests=false -checks inherit,-U1000 ./...
 	$(GO) run $(GOSEC) -quiet -tags $(TAGS) \
 	  -exclude-dir=integration -exclude-dir=internal/containerdtest -exclude-dir=internal/daemontest \
-	  -exclude-dir=internal/faulttest -exclude-dir=internal/kubetest -exclude-dir=internal/kubetools \
+	  -exclude-dir=internal/faulttest -exclude-dir=internal/kubetest -exclude-dir=internal/kubetoolstest \
 	  -exclude-dir=internal/notarytest -exclude-dir=internal/nritest -exclude-dir=bench -exclude-dir=tools ./...
 
 clean:
@@ -120,7 +120,7 @@ cluster-demo: kube-tools
 # it first so that the build is a step of its own; the tests build on a
 # cache miss too.
 kube-tools:
-	$(GO) run ./internal/kubetools/kube-tools
+	$(GO) run ./internal/kubetoolstest/kube-tools
 
 # Re-render daemonset/manifests/ from the Helm chart.
 manifests:

@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/cosign"
@@ -24,7 +24,7 @@ import (
 // verified only once per verifier, and the daemon's registry client.
 type coldWorld struct {
 	host   string
-	signer *testimage.Signer
+	signer *imagetest.Signer
 	tr     *tracer
 	reg    *registry.Client
 	v      *cosign.Verifier
@@ -46,7 +46,7 @@ func newColdWorld(t *testing.T, n, nDelayed int) *coldWorld {
 	start := time.Now()
 	w := &coldWorld{
 		host:    startRegistryProcess(t),
-		signer:  testimage.NewSigner(t, testimage.ECDSAP256),
+		signer:  imagetest.NewSigner(t, imagetest.ECDSAP256),
 		tr:      newTracer(),
 		warm:    map[string]image{},
 		first:   map[string]image{},
@@ -162,7 +162,7 @@ func (w *coldWorld) warmRepo(t *testing.T, v *cosign.Verifier, tr *tracer, repo 
 
 func same(s string) string { return s }
 
-func newVerifier(t testing.TB, host string, s *testimage.Signer, reg *registry.Client) *cosign.Verifier {
+func newVerifier(t testing.TB, host string, s *imagetest.Signer, reg *registry.Client) *cosign.Verifier {
 	t.Helper()
 	pol := policyFor(t, host, s)
 	v, err := cosign.New(&pol.Validators[0], reg)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
 // realWorld is a real containerd (v2.4, hack/install-containerd.sh, the
@@ -23,7 +23,7 @@ import (
 type realWorld struct {
 	dir        string
 	registry   string
-	signer     *testimage.Signer
+	signer     *imagetest.Signer
 	program    []byte
 	containerd *containerdtest.Proc
 	daemon     *daemontest.Daemon
@@ -69,9 +69,9 @@ func benchPrewarm(t *testing.T, n int) prewarmResult {
 			}
 			if signed {
 				if i%3 == 2 {
-					testimage.SignBundle(t, img.Repo(), img.Digest, w.signer, testimage.SignOptions{})
+					imagetest.SignBundle(t, img.Repo(), img.Digest, w.signer, imagetest.SignOptions{})
 				} else {
-					testimage.SignLegacy(t, img.Repo(), img.Digest, w.signer, testimage.SignOptions{})
+					imagetest.SignLegacy(t, img.Repo(), img.Digest, w.signer, imagetest.SignOptions{})
 				}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -155,8 +155,8 @@ func startRealWorld(t *testing.T) *realWorld {
 	if w.program, err = containerdtest.Program(); err != nil {
 		t.Fatal(err)
 	}
-	w.registry = testimage.StartRegistry(t)
-	w.signer = testimage.NewSigner(t, testimage.ECDSAP256)
+	w.registry = imagetest.StartRegistry(t)
+	w.signer = imagetest.NewSigner(t, imagetest.ECDSAP256)
 	pause, err := containerdtest.PushRunnable(w.registry+"/bench/pause:v1", w.program)
 	if err != nil {
 		t.Fatal(err)

@@ -31,7 +31,7 @@ import (
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
@@ -169,8 +169,8 @@ func fillRegistry(t *testing.T, host string, n int, key *ecdsa.PrivateKey) []ima
 					emptyCfg := []byte("{}")
 					sm, _ := json.Marshal(manifest{SchemaVersion: 2, MediaType: ociManifest,
 						Config: descriptor{MediaType: "application/vnd.oci.image.config.v1+json", Digest: sum(emptyCfg), Size: 2},
-						Layers: []descriptor{{MediaType: testimage.SimpleSigningMediaType, Digest: pd, Size: len(body),
-							Annotations: map[string]string{testimage.SignatureAnnotation: base64.StdEncoding.EncodeToString(sig)}}}})
+						Layers: []descriptor{{MediaType: imagetest.SimpleSigningMediaType, Digest: pd, Size: len(body),
+							Annotations: map[string]string{imagetest.SignatureAnnotation: base64.StdEncoding.EncodeToString(sig)}}}})
 					r.put(t, path, strings.Replace(d, ":", "-", 1)+".sig", ociManifest, sm)
 					img.kind, img.signed = "legacy", true
 				}
@@ -195,7 +195,7 @@ func benchMemory(t *testing.T, n int) memoryResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	t0 := time.Now()
 	imgs := fillRegistry(t, host, n, key)
 	res.fill = time.Since(t0)
@@ -322,7 +322,7 @@ func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 // gate's rule-match cache; not the plugin's per-container memo (bounded,
 // 4096 containers for a minute).
 func cacheFootprint(t *testing.T, n int) (perVerdict float64) {
-	pol := policyFor(t, "127.0.0.1:5000", testimage.NewSigner(t, testimage.ECDSAP256))
+	pol := policyFor(t, "127.0.0.1:5000", imagetest.NewSigner(t, imagetest.ECDSAP256))
 	g, err := gate.New(pol, func(*policy.Validator) (verify.Verifier, error) {
 		return verify.VerifierFunc(func(_ context.Context, s verify.Subject, _ policy.With) (verify.Verdict, error) {
 			if s.Digest[len(s.Digest)-1]%2 == 0 {

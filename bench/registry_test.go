@@ -20,7 +20,7 @@ import (
 const registryProcEnv = "NIV_BENCH_REGISTRY_PROCESS"
 
 // serveRegistryProcess is the registry process: go-containerregistry's
-// in-memory registry with the referrers API, as testimage.StartRegistry
+// in-memory registry with the referrers API, as imagetest.StartRegistry
 // serves, on 127.0.0.1. It prints its address and serves until its stdin
 // closes (the benchmark ended or died).
 func serveRegistryProcess() {

@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
@@ -45,36 +45,36 @@ func (i image) cosignFormat() string {
 var kinds = []string{"legacy", "bundle", "index"}
 
 // pushSigned pushes one image of kind to host/path and signs it with s.
-func pushSigned(t testing.TB, host, path, kind string, s *testimage.Signer) image {
+func pushSigned(t testing.TB, host, path, kind string, s *imagetest.Signer) image {
 	t.Helper()
 	repo := host + "/" + path
 	img := image{kind: kind, repo: repo, signed: kind != "unsigned"}
 	switch kind {
 	case "index":
-		idx := testimage.PushIndex(t, repo+":v1")
+		idx := imagetest.PushIndex(t, repo+":v1")
 		img.digest, img.config, img.child = idx.Digest, idx.Platforms[0].ConfigDigest, idx.Platforms[0].Digest // linux/amd64
 	default:
-		m := testimage.PushImageConfig(t, repo+":v1")
+		m := imagetest.PushImageConfig(t, repo+":v1")
 		img.digest, img.config = m.Digest, m.ConfigDigest
 	}
 	switch kind {
 	case "legacy", "index":
-		testimage.SignLegacy(t, repo, img.digest, s, testimage.SignOptions{})
+		imagetest.SignLegacy(t, repo, img.digest, s, imagetest.SignOptions{})
 	case "bundle":
-		testimage.SignBundle(t, repo, img.digest, s, testimage.SignOptions{})
+		imagetest.SignBundle(t, repo, img.digest, s, imagetest.SignOptions{})
 	}
 	return img
 }
 
 // policySource is a policy requiring host's images to be signed with s's
 // key, as the daemon reads it.
-func policySource(host string, s *testimage.Signer) string {
+func policySource(host string, s *imagetest.Signer) string {
 	key := "      " + strings.ReplaceAll(strings.TrimSpace(s.PublicKeyPEM()), "\n", "\n      ")
 	return fmt.Sprintf("validators:\n- name: default\n  type: cosign\n  trustRoots:\n  - name: default\n    key: |\n%s\npolicy:\n- pattern: %q\n",
 		key, host+"/*")
 }
 
-func policyFor(t testing.TB, host string, s *testimage.Signer) *policy.Policy {
+func policyFor(t testing.TB, host string, s *imagetest.Signer) *policy.Policy {
 	t.Helper()
 	pol, err := policy.Parse([]byte(policySource(host, s)))
 	if err != nil {
@@ -83,7 +83,7 @@ func policyFor(t testing.TB, host string, s *testimage.Signer) *policy.Policy {
 	return pol
 }
 
-func writePolicyFile(t testing.TB, dir, host string, s *testimage.Signer) string {
+func writePolicyFile(t testing.TB, dir, host string, s *imagetest.Signer) string {
 	t.Helper()
 	path := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(path, []byte(policySource(host, s)), 0o600); err != nil {

@@ -1,6 +1,6 @@
 // Package daemonset holds the Helm chart (chart/) and the plain manifests
 // rendered from it (manifests/). Its test renders the chart with a real
-// helm, built from the Go module proxy (internal/kubetools), and checks the
+// helm, built from the Go module proxy (internal/kubetoolstest), and checks the
 // result object by object.
 package daemonset
 
@@ -25,7 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetools"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetoolstest"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/validators"
 )
@@ -41,7 +41,7 @@ const (
 
 var (
 	toolsOnce sync.Once
-	tools     kubetools.Tools
+	tools     kubetoolstest.Tools
 	toolsErr  error
 )
 
@@ -50,12 +50,12 @@ var (
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	toolsOnce.Do(func() {
-		root, err := kubetools.RepoRoot()
+		root, err := kubetoolstest.RepoRoot()
 		if err != nil {
 			toolsErr = err
 			return
 		}
-		tools, toolsErr = kubetools.Ensure(context.Background(), root, os.Stderr)
+		tools, toolsErr = kubetoolstest.Ensure(context.Background(), root, os.Stderr)
 	})
 	if toolsErr != nil {
 		t.Fatalf("helm is needed to render the chart and could not be built: %v", toolsErr)

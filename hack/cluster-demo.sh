@@ -23,7 +23,7 @@ mkdir -p "$cache/cluster"
 
 cd "$repo"
 # The tools first, as a step of their own (cold: 10-15 minutes, once).
-go run ./internal/kubetools/kube-tools >/dev/null
+go run ./internal/kubetoolstest/kube-tools >/dev/null
 bin=$cache/cluster/cluster-demo.test
 go test -tags nri_no_wasm -c -o "$bin" ./integration/cluster/
 # The test binary runs in its package's folder, as under go test, and alone

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/sigstoretest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 )
 
 const (
@@ -25,40 +25,40 @@ const (
 // shown allowed once and refused once, with the reason in the runtime's
 // error.
 func TestKeylessAttestationNotation(t *testing.T) {
-	h := testimage.StartRegistry(t)
+	h := imagetest.StartRegistry(t)
 	ss := sigstoretest.New(t)
-	release := testimage.NewSigner(t, testimage.ECDSAP256)
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("acme", "acme root"))
-	pinned := ca.Issue(t, testimage.NotationSubject("acme", "release"), time.Time{}, time.Time{})
-	intruder := ca.Issue(t, testimage.NotationSubject("acme", "intern"), time.Time{}, time.Time{})
+	release := imagetest.NewSigner(t, imagetest.ECDSAP256)
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("acme", "acme root"))
+	pinned := ca.Issue(t, imagetest.NotationSubject("acme", "release"), time.Time{}, time.Time{})
+	intruder := ca.Issue(t, imagetest.NotationSubject("acme", "intern"), time.Time{}, time.Time{})
 
-	push := func(ref string) testimage.Image { return testimage.PushImageConfig(t, h+"/"+ref) }
+	push := func(ref string) imagetest.Image { return imagetest.PushImageConfig(t, h+"/"+ref) }
 	repo := func(ref string) string { return h + "/" + strings.SplitN(ref, ":", 2)[0] }
 
 	keylessOK := push("keyless/app:v1")
-	testimage.SignBundleKeyless(t, repo("keyless/app"), keylessOK.Digest, ss, sigstoretest.Identity{Issuer: ghIssuer, Subject: workflow}, testimage.KeylessOptions{})
+	imagetest.SignBundleKeyless(t, repo("keyless/app"), keylessOK.Digest, ss, sigstoretest.Identity{Issuer: ghIssuer, Subject: workflow}, imagetest.KeylessOptions{})
 	keylessFork := push("keyless/app:fork")
-	testimage.SignLegacyKeyless(t, repo("keyless/app"), keylessFork.Digest, ss,
-		sigstoretest.Identity{Issuer: ghIssuer, Subject: "https://github.com/fork/app/.github/workflows/release.yml@refs/tags/v1.2.0"}, testimage.KeylessOptions{})
+	imagetest.SignLegacyKeyless(t, repo("keyless/app"), keylessFork.Digest, ss,
+		sigstoretest.Identity{Issuer: ghIssuer, Subject: "https://github.com/fork/app/.github/workflows/release.yml@refs/tags/v1.2.0"}, imagetest.KeylessOptions{})
 	keylessNoLog := push("keyless/app:nolog")
-	testimage.SignLegacyKeyless(t, repo("keyless/app"), keylessNoLog.Digest, ss, sigstoretest.Identity{Issuer: ghIssuer, Subject: workflow}, testimage.KeylessOptions{NoEntry: true})
+	imagetest.SignLegacyKeyless(t, repo("keyless/app"), keylessNoLog.Digest, ss, sigstoretest.Identity{Issuer: ghIssuer, Subject: workflow}, imagetest.KeylessOptions{NoEntry: true})
 
 	provenance := func(builderID string) string {
 		return fmt.Sprintf(`{"buildDefinition": {"buildType": "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1"}, "runDetails": {"builder": {"id": %q}}}`, builderID)
 	}
 	attested := push("attested/app:v1")
-	testimage.SignBundle(t, repo("attested/app"), attested.Digest, release, testimage.SignOptions{})
-	testimage.AttestBundle(t, repo("attested/app"), attested.Digest, release, testimage.SLSAProvenanceV1, provenance(builder))
+	imagetest.SignBundle(t, repo("attested/app"), attested.Digest, release, imagetest.SignOptions{})
+	imagetest.AttestBundle(t, repo("attested/app"), attested.Digest, release, imagetest.SLSAProvenanceV1, provenance(builder))
 	otherBuilder := push("attested/app:v2")
-	testimage.SignBundle(t, repo("attested/app"), otherBuilder.Digest, release, testimage.SignOptions{})
-	testimage.AttestBundle(t, repo("attested/app"), otherBuilder.Digest, release, testimage.SLSAProvenanceV1, provenance("https://ci.example/untrusted"))
+	imagetest.SignBundle(t, repo("attested/app"), otherBuilder.Digest, release, imagetest.SignOptions{})
+	imagetest.AttestBundle(t, repo("attested/app"), otherBuilder.Digest, release, imagetest.SLSAProvenanceV1, provenance("https://ci.example/untrusted"))
 	signedOnly := push("attested/app:v3")
-	testimage.SignLegacy(t, repo("attested/app"), signedOnly.Digest, release, testimage.SignOptions{})
+	imagetest.SignLegacy(t, repo("attested/app"), signedOnly.Digest, release, imagetest.SignOptions{})
 
 	notationOK := push("notation/app:v1")
-	testimage.SignNotation(t, repo("notation/app"), notationOK.Digest, pinned, testimage.NotationSignOptions{})
+	imagetest.SignNotation(t, repo("notation/app"), notationOK.Digest, pinned, imagetest.NotationSignOptions{})
 	notationIntern := push("notation/app:v2")
-	testimage.SignNotation(t, repo("notation/app"), notationIntern.Digest, intruder, testimage.NotationSignOptions{MediaType: testimage.NotationCOSE})
+	imagetest.SignNotation(t, repo("notation/app"), notationIntern.Digest, intruder, imagetest.NotationSignOptions{MediaType: imagetest.NotationCOSE})
 
 	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
 	writePolicy(t, policyFile, fmt.Sprintf(`
@@ -113,7 +113,7 @@ policy:
 
 	cases := []struct {
 		name, image string
-		img         testimage.Image
+		img         imagetest.Image
 		allowed     bool
 		validator   string
 		errHas      []string
@@ -123,7 +123,7 @@ policy:
 		{"keyless, not in the log", h + "/keyless/app:nolog", keylessNoLog, false, "keyless", []string{"transparency-log"}},
 		{"attested by the pinned builder", h + "/attested/app:v1", attested, true, "keyed", nil},
 		{"attested by another builder", h + "/attested/app:v2", otherBuilder, false, "keyed", []string{"predicate.runDetails.builder.id", "is false"}},
-		{"signed, not attested", h + "/attested/app:v3", signedOnly, false, "keyed", []string{"no attestation of type " + testimage.SLSAProvenanceV1}},
+		{"signed, not attested", h + "/attested/app:v3", signedOnly, false, "keyed", []string{"no attestation of type " + imagetest.SLSAProvenanceV1}},
 		{"notation, pinned signer", h + "/notation/app:v1", notationOK, true, "notation", nil},
 		{"notation, unpinned signer", h + "/notation/app:v2", notationIntern, false, "notation", []string{"CN=intern"}},
 	}

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/notarytest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 )
 
 // TestNotaryV1 runs the daemon with a mixed policy in Connaisseur's shape
@@ -15,23 +15,23 @@ import (
 // notary-server holding trust data published with notary's client, and
 // drives container creations through NRI.
 func TestNotaryV1(t *testing.T) {
-	h := testimage.StartRegistry(t)
+	h := imagetest.StartRegistry(t)
 	ns := notarytest.Start(t)
-	alice := testimage.NewSigner(t, testimage.ECDSAP256)
+	alice := imagetest.NewSigner(t, imagetest.ECDSAP256)
 
 	// Docker Content Trust: root key, targets/releases delegation, v1 signed.
-	signed := testimage.PushImageConfig(t, h+"/dct/app:v1")
-	unsigned := testimage.PushImageConfig(t, h+"/dct/app:v2")
+	signed := imagetest.PushImageConfig(t, h+"/dct/app:v1")
+	unsigned := imagetest.PushImageConfig(t, h+"/dct/app:v2")
 	dct := ns.NewRepo(t, h+"/dct/app", notarytest.ECDSA)
 	dct.AddDelegation("releases")
 	dct.Sign("v1", signed.Digest, "releases")
 	// Signed with cosign only, under the notary tree: no trust data.
-	cosignInDCT := testimage.PushImageConfig(t, h+"/dct/cosigned:v1")
-	testimage.SignLegacy(t, h+"/dct/cosigned", cosignInDCT.Digest, alice, testimage.SignOptions{})
+	cosignInDCT := imagetest.PushImageConfig(t, h+"/dct/cosigned:v1")
+	imagetest.SignLegacy(t, h+"/dct/cosigned", cosignInDCT.Digest, alice, imagetest.SignOptions{})
 	// cosign tree: one signed with cosign, one with notary only.
-	cosigned := testimage.PushImageConfig(t, h+"/cosign/app:v1")
-	testimage.SignLegacy(t, h+"/cosign/app", cosigned.Digest, alice, testimage.SignOptions{})
-	notaryOnly := testimage.PushImageConfig(t, h+"/cosign/dct:v1")
+	cosigned := imagetest.PushImageConfig(t, h+"/cosign/app:v1")
+	imagetest.SignLegacy(t, h+"/cosign/app", cosigned.Digest, alice, imagetest.SignOptions{})
+	notaryOnly := imagetest.PushImageConfig(t, h+"/cosign/dct:v1")
 	ns.NewRepo(t, h+"/cosign/dct", notarytest.ECDSA).Sign("v1", notaryOnly.Digest)
 
 	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
@@ -64,7 +64,7 @@ policy:
 
 	cases := []struct {
 		name, image    string
-		img            testimage.Image
+		img            imagetest.Image
 		allowed        bool
 		validator      string
 		errHas, reason []string
@@ -100,7 +100,7 @@ policy:
 	}
 
 	t.Run("notary server down", func(t *testing.T) {
-		fresh := testimage.PushImageConfig(t, h+"/dct/app:v3")
+		fresh := imagetest.PushImageConfig(t, h+"/dct/app:v3")
 		ns.Stop()
 		_, err := rt.create("team-a", h+"/dct/app:v3", fresh.Digest, fresh.ConfigDigest)
 		if err == nil || !strings.Contains(err.Error(), "verification failed: notary server") || !strings.Contains(err.Error(), "unreachable") {

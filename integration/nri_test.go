@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
 // indent makes a PEM block fit under a YAML block scalar.
@@ -22,7 +22,7 @@ func indent(pem string) string {
 
 type world struct {
 	host, slowHost      string
-	alice, bob, mallory *testimage.Signer
+	alice, bob, mallory *imagetest.Signer
 	slow                *atomic.Int64 // delay per request to slowHost, in ms
 	policyFile          string
 }
@@ -54,13 +54,13 @@ policy:
 
 func newWorld(t *testing.T) *world {
 	w := &world{
-		host:    testimage.StartRegistry(t),
-		alice:   testimage.NewSigner(t, testimage.ECDSAP256),
-		bob:     testimage.NewSigner(t, testimage.Ed25519),
-		mallory: testimage.NewSigner(t, testimage.ECDSAP256),
+		host:    imagetest.StartRegistry(t),
+		alice:   imagetest.NewSigner(t, imagetest.ECDSAP256),
+		bob:     imagetest.NewSigner(t, imagetest.Ed25519),
+		mallory: imagetest.NewSigner(t, imagetest.ECDSAP256),
 		slow:    new(atomic.Int64),
 	}
-	srv := testimage.StartRegistryServer(t, func(h http.Handler) http.Handler {
+	srv := imagetest.StartRegistryServer(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 			if d := time.Duration(w.slow.Load()) * time.Millisecond; d > 0 {
 				select {
@@ -84,28 +84,28 @@ func TestGate(t *testing.T) {
 	w := newWorld(t)
 	h := w.host
 
-	signedLegacy := testimage.PushImageConfig(t, h+"/app/legacy:v1")
-	testimage.SignLegacy(t, h+"/app/legacy", signedLegacy.Digest, w.alice, testimage.SignOptions{})
-	signedBundle := testimage.PushImageConfig(t, h+"/app/bundle:v1")
-	testimage.SignBundle(t, h+"/app/bundle", signedBundle.Digest, w.alice, testimage.SignOptions{})
-	unsigned := testimage.PushImageConfig(t, h+"/app/unsigned:v1")
-	wrongKey := testimage.PushImageConfig(t, h+"/app/wrongkey:v1")
-	testimage.SignLegacy(t, h+"/app/wrongkey", wrongKey.Digest, w.mallory, testimage.SignOptions{})
-	replayed := testimage.PushImageConfig(t, h+"/app/legacy:v2")
-	testimage.CopySignatures(t, h+"/app/legacy", signedLegacy.Digest, replayed.Digest)
-	tampered := testimage.PushImageConfig(t, h+"/app/tampered:v1")
-	testimage.SignLegacy(t, h+"/app/tampered", tampered.Digest, w.alice, testimage.SignOptions{Tamper: true})
-	oneOfTwo := testimage.PushImageConfig(t, h+"/threshold/one:v1")
-	testimage.SignLegacy(t, h+"/threshold/one", oneOfTwo.Digest, w.alice, testimage.SignOptions{})
-	twoOfTwo := testimage.PushImageConfig(t, h+"/threshold/two:v1")
-	testimage.SignLegacy(t, h+"/threshold/two", twoOfTwo.Digest, w.alice, testimage.SignOptions{})
-	testimage.SignBundle(t, h+"/threshold/two", twoOfTwo.Digest, w.bob, testimage.SignOptions{})
-	index := testimage.PushIndex(t, h+"/app/multi:v1")
-	testimage.SignLegacy(t, h+"/app/multi", index.Digest, w.alice, testimage.SignOptions{})
-	auditedUnsigned := testimage.PushImageConfig(t, h+"/audited/app:v1")
+	signedLegacy := imagetest.PushImageConfig(t, h+"/app/legacy:v1")
+	imagetest.SignLegacy(t, h+"/app/legacy", signedLegacy.Digest, w.alice, imagetest.SignOptions{})
+	signedBundle := imagetest.PushImageConfig(t, h+"/app/bundle:v1")
+	imagetest.SignBundle(t, h+"/app/bundle", signedBundle.Digest, w.alice, imagetest.SignOptions{})
+	unsigned := imagetest.PushImageConfig(t, h+"/app/unsigned:v1")
+	wrongKey := imagetest.PushImageConfig(t, h+"/app/wrongkey:v1")
+	imagetest.SignLegacy(t, h+"/app/wrongkey", wrongKey.Digest, w.mallory, imagetest.SignOptions{})
+	replayed := imagetest.PushImageConfig(t, h+"/app/legacy:v2")
+	imagetest.CopySignatures(t, h+"/app/legacy", signedLegacy.Digest, replayed.Digest)
+	tampered := imagetest.PushImageConfig(t, h+"/app/tampered:v1")
+	imagetest.SignLegacy(t, h+"/app/tampered", tampered.Digest, w.alice, imagetest.SignOptions{Tamper: true})
+	oneOfTwo := imagetest.PushImageConfig(t, h+"/threshold/one:v1")
+	imagetest.SignLegacy(t, h+"/threshold/one", oneOfTwo.Digest, w.alice, imagetest.SignOptions{})
+	twoOfTwo := imagetest.PushImageConfig(t, h+"/threshold/two:v1")
+	imagetest.SignLegacy(t, h+"/threshold/two", twoOfTwo.Digest, w.alice, imagetest.SignOptions{})
+	imagetest.SignBundle(t, h+"/threshold/two", twoOfTwo.Digest, w.bob, imagetest.SignOptions{})
+	index := imagetest.PushIndex(t, h+"/app/multi:v1")
+	imagetest.SignLegacy(t, h+"/app/multi", index.Digest, w.alice, imagetest.SignOptions{})
+	auditedUnsigned := imagetest.PushImageConfig(t, h+"/audited/app:v1")
 	// The tag v1 was signed, then re-pointed to an unsigned build; the name
 	// containerd reports is unchanged, the digest is the new one.
-	repointed := testimage.PushImageConfig(t, h+"/app/legacy:v3")
+	repointed := imagetest.PushImageConfig(t, h+"/app/legacy:v3")
 
 	rt := startRuntime(t)
 	p := startPlugin(t, rt, w.policyFile)
@@ -163,8 +163,8 @@ func TestGate(t *testing.T) {
 // is allowed; a registry that is gone gets a deny naming the failure.
 func TestSlowAndDownRegistry(t *testing.T) {
 	w := newWorld(t)
-	img := testimage.PushImageConfig(t, w.slowHost+"/app:v1")
-	testimage.SignLegacy(t, w.slowHost+"/app", img.Digest, w.alice, testimage.SignOptions{})
+	img := imagetest.PushImageConfig(t, w.slowHost+"/app:v1")
+	imagetest.SignLegacy(t, w.slowHost+"/app", img.Digest, w.alice, imagetest.SignOptions{})
 
 	rt := startRuntime(t)
 	p := startPlugin(t, rt, w.policyFile, "--decision-timeout", "500ms")
@@ -195,9 +195,9 @@ func TestSlowAndDownRegistry(t *testing.T) {
 	}
 
 	// A registry that is down: a fresh digest cannot be verified.
-	down := testimage.StartRegistryServer(t, nil)
+	down := imagetest.StartRegistryServer(t, nil)
 	downHost := strings.TrimPrefix(down.URL, "http://")
-	other := testimage.PushImageConfig(t, downHost+"/app:v1")
+	other := imagetest.PushImageConfig(t, downHost+"/app:v1")
 	down.Close()
 	writePolicy(t, w.policyFile, strings.Replace(w.policy(), w.slowHost, downHost, 1))
 	waitFor(t, func() bool { return strings.Contains(p.log(), "policy reloaded") })
@@ -211,8 +211,8 @@ func TestSlowAndDownRegistry(t *testing.T) {
 // in force; a valid new one takes effect without a restart.
 func TestPolicyReload(t *testing.T) {
 	w := newWorld(t)
-	img := testimage.PushImageConfig(t, w.host+"/app:v1")
-	testimage.SignLegacy(t, w.host+"/app", img.Digest, w.alice, testimage.SignOptions{})
+	img := imagetest.PushImageConfig(t, w.host+"/app:v1")
+	imagetest.SignLegacy(t, w.host+"/app", img.Digest, w.alice, imagetest.SignOptions{})
 	rt := startRuntime(t)
 	p := startPlugin(t, rt, w.policyFile)
 

@@ -14,7 +14,7 @@ for tool in docker kind kubectl; do
 done
 HELM=${HELM:-$(command -v helm || true)}
 if [ -z "$HELM" ]; then
-  HELM="$(go run ./internal/kubetools/kube-tools)/helm"
+  HELM="$(go run ./internal/kubetoolstest/kube-tools)/helm"
 fi
 
 echo "== loading $IMAGE into kind cluster $CLUSTER"

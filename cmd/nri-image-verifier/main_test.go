@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
 func run(t *testing.T, args ...string) (int, string, string) {
@@ -27,7 +27,7 @@ func writeFile(t *testing.T, content string) string {
 	return p
 }
 
-func testPolicy(host string, s *testimage.Signer) string {
+func testPolicy(host string, s *imagetest.Signer) string {
 	key := "      " + strings.ReplaceAll(strings.TrimSpace(s.PublicKeyPEM()), "\n", "\n      ")
 	return fmt.Sprintf(`validators:
 - name: default
@@ -47,11 +47,11 @@ policy:
 }
 
 func TestVerifyCommand(t *testing.T) {
-	host := testimage.StartRegistry(t)
-	signer := testimage.NewSigner(t, testimage.ECDSAP256)
-	signed := testimage.PushImage(t, host+"/app:signed")
-	testimage.SignLegacy(t, host+"/app", signed, signer, testimage.SignOptions{})
-	unsigned := testimage.PushImage(t, host+"/app:unsigned")
+	host := imagetest.StartRegistry(t)
+	signer := imagetest.NewSigner(t, imagetest.ECDSAP256)
+	signed := imagetest.PushImage(t, host+"/app:signed")
+	imagetest.SignLegacy(t, host+"/app", signed, signer, imagetest.SignOptions{})
+	unsigned := imagetest.PushImage(t, host+"/app:unsigned")
 	file := writeFile(t, testPolicy(host, signer))
 	// Never read the host's docker credentials in a test.
 	dockerConfig := filepath.Join(t.TempDir(), "config.json")
@@ -92,7 +92,7 @@ func TestVerifyCommand(t *testing.T) {
 }
 
 func TestPolicyCommands(t *testing.T) {
-	signer := testimage.NewSigner(t, testimage.Ed25519)
+	signer := imagetest.NewSigner(t, imagetest.Ed25519)
 	good := writeFile(t, testPolicy("reg.example.com", signer))
 	bad := writeFile(t, "validators:\n- name: default\n  type: cosign\npolicy:\n- pattern: \"*\"\n  validator: nope\n")
 

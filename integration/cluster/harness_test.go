@@ -15,10 +15,10 @@ import (
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/imagebuild"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagebuildtest"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetools"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetoolstest"
 )
 
 const (
@@ -43,17 +43,17 @@ const (
 
 // cluster is one single-node Kubernetes cluster on this machine: etcd,
 // kube-apiserver, kube-controller-manager, kube-scheduler and kubelet
-// from the cached tools (internal/kubetools), kubelet driving a real
+// from the cached tools (internal/kubetoolstest), kubelet driving a real
 // containerd whose NRI default validator requires nri-image-verifier, a
 // loopback registry with the images, the plugin's among them, signed.
 type cluster struct {
 	dir      string // everything the run writes, sockets included
 	root     string // the repository
-	tools    kubetools.Tools
+	tools    kubetoolstest.Tools
 	ctrdDir  string
 	nodeIP   string
 	registry string // host:port
-	key      *testimage.Signer
+	key      *imagetest.Signer
 	program  []byte // niv-sleep, the app images' one file
 
 	pause, signed, unsigned containerdtest.Image
@@ -93,12 +93,12 @@ func newCluster(t *testing.T) *cluster {
 	if err := containerdtest.BecomeSubreaper(); err != nil {
 		t.Fatal(err)
 	}
-	root, err := kubetools.RepoRoot()
+	root, err := kubetoolstest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var buildLog strings.Builder
-	tools, err := kubetools.Ensure(context.Background(), root, &buildLog)
+	tools, err := kubetoolstest.Ensure(context.Background(), root, &buildLog)
 	if err != nil {
 		t.Fatalf("the Kubernetes tools are needed and could not be built: %v\n%s", err, buildLog.String())
 	}
@@ -166,23 +166,23 @@ func (c *cluster) pushImages(t *testing.T) {
 	}
 	c.program = program
 
-	srv := testimage.StartRegistryServer(t, nil)
+	srv := imagetest.StartRegistryServer(t, nil)
 	c.registry = strings.TrimPrefix(srv.URL, "http://")
 	c.pause = c.push(t, "/cluster/pause:v1", "")
 	c.signed = c.push(t, "/cluster/signed:v1", "signed")
 	c.unsigned = c.push(t, "/cluster/unsigned:v1", "unsigned")
 
-	img, err := imagebuild.Plugin(pluginBin, runtime.GOARCH)
+	img, err := imagebuildtest.Plugin(pluginBin, runtime.GOARCH)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.plugin.Ref = c.registry + "/niv/nri-image-verifier:dev"
-	if c.plugin.Digest, err = imagebuild.Push(c.plugin.Ref, img); err != nil {
+	if c.plugin.Digest, err = imagebuildtest.Push(c.plugin.Ref, img); err != nil {
 		t.Fatal(err)
 	}
-	c.key = testimage.NewSigner(t, testimage.ECDSAP256)
-	testimage.SignLegacy(t, c.signed.Repo(), c.signed.Digest, c.key, testimage.SignOptions{})
-	testimage.SignLegacy(t, c.plugin.Repo(), c.plugin.Digest, c.key, testimage.SignOptions{})
+	c.key = imagetest.NewSigner(t, imagetest.ECDSAP256)
+	imagetest.SignLegacy(t, c.signed.Repo(), c.signed.Digest, c.key, imagetest.SignOptions{})
+	imagetest.SignLegacy(t, c.plugin.Repo(), c.plugin.Digest, c.key, imagetest.SignOptions{})
 }
 
 // push pushes a runnable image at repoTag ("/path:tag"); its container
@@ -327,7 +327,7 @@ func tail(s string, n int) string {
 // keepDir is where the last run's logs and the refused pod's `kubectl
 // describe` stay after the run's directory is gone.
 func keepDir() (string, error) {
-	cache, err := kubetools.CacheRoot()
+	cache, err := kubetoolstest.CacheRoot()
 	if err != nil {
 		return "", err
 	}

@@ -18,7 +18,7 @@ import (
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
 // TestContainerd drives a real containerd v2.4 (which sends the image's
@@ -203,7 +203,7 @@ func (w *world) byIDCases(t *testing.T) {
 		// store, as `ctr images rm` of its names would: no repository is
 		// left to choose a rule by, so even a signed image is refused.
 		img := w.push(t, "/e2e/nameless:v1", "signed, known only by ID")
-		testimage.SignLegacy(t, img.Repo(), img.Digest, w.key, testimage.SignOptions{})
+		imagetest.SignLegacy(t, img.Repo(), img.Digest, w.key, imagetest.SignOptions{})
 		w.pull(t, img)
 		w.forgetNames(t, img)
 		pod := w.runPod(t, "nameless")
@@ -278,9 +278,9 @@ func (w *world) forgetNames(t *testing.T, img containerdtest.Image) {
 func (w *world) badSignatureCases(t *testing.T) {
 	t.Run("signed with a key the policy does not trust: refused", func(t *testing.T) {
 		img := w.push(t, "/e2e/other-key:v1", "signed with another key")
-		stranger := testimage.NewSigner(t, testimage.ECDSAP256)
-		testimage.SignLegacy(t, img.Repo(), img.Digest, stranger, testimage.SignOptions{})
-		testimage.SignBundle(t, img.Repo(), img.Digest, stranger, testimage.SignOptions{})
+		stranger := imagetest.NewSigner(t, imagetest.ECDSAP256)
+		imagetest.SignLegacy(t, img.Repo(), img.Digest, stranger, imagetest.SignOptions{})
+		imagetest.SignBundle(t, img.Repo(), img.Digest, stranger, imagetest.SignOptions{})
 		w.pull(t, img)
 		w.expectDenied(t, "other-key", img.Ref, img, `2 signatures found, none verified with trust root "e2e-key"`)
 	})
@@ -290,9 +290,9 @@ func (w *world) badSignatureCases(t *testing.T) {
 		// as anyone with push access could.
 		good := w.push(t, "/e2e/replayed:signed", "the image the signatures are for")
 		img := w.push(t, "/e2e/replayed:v1", "replayed signatures")
-		testimage.SignLegacy(t, good.Repo(), good.Digest, w.key, testimage.SignOptions{})
-		testimage.SignBundle(t, good.Repo(), good.Digest, w.key, testimage.SignOptions{})
-		testimage.CopySignatures(t, img.Repo(), good.Digest, img.Digest)
+		imagetest.SignLegacy(t, good.Repo(), good.Digest, w.key, imagetest.SignOptions{})
+		imagetest.SignBundle(t, good.Repo(), good.Digest, w.key, imagetest.SignOptions{})
+		imagetest.CopySignatures(t, img.Repo(), good.Digest, img.Digest)
 		w.pull(t, img)
 		w.expectDenied(t, "replayed", img.Ref, img,
 			fmt.Sprintf("2 signatures found, none verified with trust root \"e2e-key\": signature names digest %s, not %s",
@@ -300,7 +300,7 @@ func (w *world) badSignatureCases(t *testing.T) {
 	})
 	t.Run("threshold 2, signed by one root: refused", func(t *testing.T) {
 		img := w.push(t, "/e2e/threshold/one:v1", "signed by one of two roots")
-		testimage.SignLegacy(t, img.Repo(), img.Digest, w.key, testimage.SignOptions{})
+		imagetest.SignLegacy(t, img.Repo(), img.Digest, w.key, imagetest.SignOptions{})
 		w.pull(t, img)
 		msg := w.expectDenied(t, "threshold-one", img.Ref, img, "threshold 2 not met: signed by [e2e-key]")
 		if rule := fmt.Sprintf("denied by rule %q", w.registry+"/e2e/threshold/*"); !strings.Contains(msg, rule) {
@@ -310,8 +310,8 @@ func (w *world) badSignatureCases(t *testing.T) {
 	t.Run("threshold 2, signed by both roots: allowed and runs", func(t *testing.T) {
 		// The control: the rule above can be met.
 		img := w.push(t, "/e2e/threshold/both:v1", "signed by both roots")
-		testimage.SignLegacy(t, img.Repo(), img.Digest, w.key, testimage.SignOptions{})
-		testimage.SignBundle(t, img.Repo(), img.Digest, w.key2, testimage.SignOptions{})
+		imagetest.SignLegacy(t, img.Repo(), img.Digest, w.key, imagetest.SignOptions{})
+		imagetest.SignBundle(t, img.Repo(), img.Digest, w.key2, imagetest.SignOptions{})
 		w.pull(t, img)
 		line := w.expectRuns(t, "threshold-both", img.Ref, img, "allow")
 		if r, _ := line["reason"].(string); !strings.Contains(r, "signed by trust roots [e2e-key e2e-key-2] (threshold 2)") {
@@ -326,7 +326,7 @@ func (w *world) badSignatureCases(t *testing.T) {
 func (w *world) retaggedCases(t *testing.T) {
 	t.Run("tag moved to an unsigned image after the pull: the pulled signed image is allowed and runs", func(t *testing.T) {
 		pulled := w.push(t, "/e2e/moved-away:v1", "signed, pulled before the tag moved")
-		testimage.SignLegacy(t, pulled.Repo(), pulled.Digest, w.key, testimage.SignOptions{})
+		imagetest.SignLegacy(t, pulled.Repo(), pulled.Digest, w.key, imagetest.SignOptions{})
 		w.pull(t, pulled)
 		now := w.push(t, "/e2e/moved-away:v1", "unsigned, pushed to the tag after the pull")
 		w.checkTag(t, pulled.Ref, now.Digest)
@@ -336,7 +336,7 @@ func (w *world) retaggedCases(t *testing.T) {
 		pulled := w.push(t, "/e2e/moved-here:v1", "unsigned, pulled before the tag moved")
 		w.pull(t, pulled)
 		now := w.push(t, "/e2e/moved-here:v1", "signed, pushed to the tag after the pull")
-		testimage.SignLegacy(t, now.Repo(), now.Digest, w.key, testimage.SignOptions{})
+		imagetest.SignLegacy(t, now.Repo(), now.Digest, w.key, imagetest.SignOptions{})
 		w.checkTag(t, pulled.Ref, now.Digest)
 		w.expectDenied(t, "moved-here", pulled.Ref, pulled, noSignature)
 	})
@@ -355,14 +355,14 @@ func (w *world) multiArchCases(t *testing.T) {
 	}
 	t.Run("multi-arch index signed on the index: allowed and runs on this node's platform", func(t *testing.T) {
 		idx := push(t, "/e2e/multi-arch:v1", "multi-arch, signed on the index")
-		testimage.SignLegacy(t, idx.Repo(), idx.Digest, w.key, testimage.SignOptions{})
+		imagetest.SignLegacy(t, idx.Repo(), idx.Digest, w.key, imagetest.SignOptions{})
 		// The audit line has the index digest and this platform's config:
 		// the chain index -> manifest -> config was followed.
 		w.expectRuns(t, "multi-arch", idx.Ref, idx.Image, "allow")
 	})
 	t.Run("multi-arch index signed only on the other platform's manifest: refused", func(t *testing.T) {
 		idx := push(t, "/e2e/multi-arch-other:v1", "multi-arch, other platform signed")
-		testimage.SignLegacy(t, idx.Repo(), idx.OtherManifest, w.key, testimage.SignOptions{})
+		imagetest.SignLegacy(t, idx.Repo(), idx.OtherManifest, w.key, imagetest.SignOptions{})
 		w.expectDenied(t, "multi-arch-other", idx.Ref, idx.Image,
 			fmt.Sprintf("no cosign signature found for %s or %s", idx.Digest, idx.Manifest))
 	})
@@ -375,7 +375,7 @@ func (w *world) multiArchCases(t *testing.T) {
 func (w *world) registryOutageCases(t *testing.T) {
 	t.Run("registry slower than the deadline: refused as still running; allowed on retry once it answers", func(t *testing.T) {
 		img := w.push(t, "/e2e/slow:v1", "signed, registry slow")
-		testimage.SignLegacy(t, img.Repo(), img.Digest, w.key, testimage.SignOptions{})
+		imagetest.SignLegacy(t, img.Repo(), img.Digest, w.key, imagetest.SignOptions{})
 		w.pull(t, img)
 		f := w.faults.slow("e2e/slow")
 		defer w.faults.heal("e2e/slow")
@@ -400,7 +400,7 @@ func (w *world) registryOutageCases(t *testing.T) {
 	})
 	t.Run("registry unreachable: refused as failed; allowed on retry once it answers", func(t *testing.T) {
 		img := w.push(t, "/e2e/down:v1", "signed, registry down")
-		testimage.SignLegacy(t, img.Repo(), img.Digest, w.key, testimage.SignOptions{})
+		imagetest.SignLegacy(t, img.Repo(), img.Digest, w.key, imagetest.SignOptions{})
 		w.pull(t, img)
 		f := w.faults.down("e2e/down")
 		defer w.faults.heal("e2e/down")

@@ -18,7 +18,7 @@ import (
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
 const (
@@ -62,7 +62,7 @@ type world struct {
 	program  []byte // niv-sleep, the images' one file
 	// key is the policy's trust root e2e-key; key2 its second root,
 	// e2e-key-2, which only the threshold rule asks for.
-	key, key2 *testimage.Signer
+	key, key2 *imagetest.Signer
 	policy    string
 	audit     string // the plugin's audit log, kept across its restarts
 	// pluginFlags are added to the plugin's command line at its next
@@ -133,7 +133,7 @@ func (w *world) pushImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.faults = &registryFaults{}
-	srv := testimage.StartRegistryServer(t, w.faults.wrap)
+	srv := imagetest.StartRegistryServer(t, w.faults.wrap)
 	w.registry = strings.TrimPrefix(srv.URL, "http://")
 	// Held requests must end before the server's Close, which waits for them.
 	t.Cleanup(w.faults.healAll)
@@ -142,10 +142,10 @@ func (w *world) pushImages(t *testing.T) {
 	w.bundled = w.push(t, "/e2e/bundled:v1", "signed, cosign v3 bundle")
 	w.unsigned = w.push(t, "/e2e/unsigned:v1", "unsigned")
 	w.audited = w.push(t, "/e2e/audited/unsigned:v1", "unsigned, audit mode")
-	w.key = testimage.NewSigner(t, testimage.ECDSAP256)
-	w.key2 = testimage.NewSigner(t, testimage.ECDSAP256)
-	testimage.SignLegacy(t, w.signed.Repo(), w.signed.Digest, w.key, testimage.SignOptions{})
-	testimage.SignBundle(t, w.bundled.Repo(), w.bundled.Digest, w.key, testimage.SignOptions{})
+	w.key = imagetest.NewSigner(t, imagetest.ECDSAP256)
+	w.key2 = imagetest.NewSigner(t, imagetest.ECDSAP256)
+	imagetest.SignLegacy(t, w.signed.Repo(), w.signed.Digest, w.key, imagetest.SignOptions{})
+	imagetest.SignBundle(t, w.bundled.Repo(), w.bundled.Digest, w.key, imagetest.SignOptions{})
 }
 
 // push pushes a runnable image to the world's registry at repoTag
@@ -233,7 +233,7 @@ func (w *world) nriSocket() string { return filepath.Join(w.dir, "nri.sock") }
 // under /e2e/threshold/, where both keys must have signed.
 func (w *world) writePolicy(t *testing.T) {
 	t.Helper()
-	indent := func(s *testimage.Signer) string {
+	indent := func(s *imagetest.Signer) string {
 		return "      " + strings.ReplaceAll(strings.TrimSpace(s.PublicKeyPEM()), "\n", "\n      ")
 	}
 	w.policy = filepath.Join(w.dir, "policy.yaml")

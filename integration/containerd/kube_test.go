@@ -61,7 +61,7 @@ func (k *kubeCluster) cluster(t *testing.T) *kubetest.Cluster {
 	<-k.done
 	out := strings.TrimSpace(k.log.String())
 	if k.err != nil {
-		t.Fatalf("this case needs a real kube-apiserver and etcd (internal/kubetools; `make kube-tools` builds them): %v\n%s",
+		t.Fatalf("this case needs a real kube-apiserver and etcd (internal/kubetoolstest; `make kube-tools` builds them): %v\n%s",
 			k.err, out)
 	}
 	t.Logf("%s (started in the background %v before this case; it waited %v for it)", out,

@@ -14,8 +14,8 @@ import (
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/faulttest"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
 )
 
@@ -55,10 +55,10 @@ func (d *daemon) goroutines(t *testing.T) int {
 // descriptors and peak memory.
 func TestBinaryUnderFaults(t *testing.T) {
 	bin := daemontest.Binary(t)
-	upstream := testimage.StartRegistry(t)
-	alice := testimage.NewSigner(t, testimage.ECDSAP256)
-	signed := testimage.PushImageConfig(t, upstream+"/app/signed:v1")
-	testimage.SignLegacy(t, upstream+"/app/signed", signed.Digest, alice, testimage.SignOptions{})
+	upstream := imagetest.StartRegistry(t)
+	alice := imagetest.NewSigner(t, imagetest.ECDSAP256)
+	signed := imagetest.PushImageConfig(t, upstream+"/app/signed:v1")
+	imagetest.SignLegacy(t, upstream+"/app/signed", signed.Digest, alice, imagetest.SignOptions{})
 
 	proxy, err := faulttest.Start(upstream)
 	if err != nil {

@@ -2,7 +2,7 @@
 // or broken: container creations through NRI's runtime side
 // (internal/nritest) into the real plugin, gate, cosign validator and
 // registry client, and the real binary, with internal/faulttest's proxy
-// between them and a real registry (internal/testimage).
+// between them and a real registry (internal/imagetest).
 package faults
 
 import (
@@ -27,8 +27,8 @@ import (
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/faulttest"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
@@ -61,9 +61,9 @@ type world struct {
 	t        *testing.T
 	upstream string
 	proxy    *faulttest.Proxy
-	alice    *testimage.Signer
+	alice    *imagetest.Signer
 
-	legacy, bundle, unsigned testimage.Image
+	legacy, bundle, unsigned imagetest.Image
 
 	rt       *nritest.Runtime
 	gate     *gate.Gate
@@ -82,13 +82,13 @@ func TestMain(m *testing.M) {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	w := &world{t: t, upstream: testimage.StartRegistry(t), alice: testimage.NewSigner(t, testimage.ECDSAP256)}
+	w := &world{t: t, upstream: imagetest.StartRegistry(t), alice: imagetest.NewSigner(t, imagetest.ECDSAP256)}
 	u := w.upstream
-	w.legacy = testimage.PushImageConfig(t, u+"/app/legacy:v1")
-	testimage.SignLegacy(t, u+"/app/legacy", w.legacy.Digest, w.alice, testimage.SignOptions{})
-	w.bundle = testimage.PushImageConfig(t, u+"/app/bundle:v1")
-	testimage.SignBundle(t, u+"/app/bundle", w.bundle.Digest, w.alice, testimage.SignOptions{})
-	w.unsigned = testimage.PushImageConfig(t, u+"/app/unsigned:v1")
+	w.legacy = imagetest.PushImageConfig(t, u+"/app/legacy:v1")
+	imagetest.SignLegacy(t, u+"/app/legacy", w.legacy.Digest, w.alice, imagetest.SignOptions{})
+	w.bundle = imagetest.PushImageConfig(t, u+"/app/bundle:v1")
+	imagetest.SignBundle(t, u+"/app/bundle", w.bundle.Digest, w.alice, imagetest.SignOptions{})
+	w.unsigned = imagetest.PushImageConfig(t, u+"/app/unsigned:v1")
 
 	p, err := faulttest.Start(u)
 	if err != nil {
@@ -174,7 +174,7 @@ func (w *world) parsePolicy() *policy.Policy {
 	return pol
 }
 
-func (w *world) image(repo string, img testimage.Image) nritest.Image {
+func (w *world) image(repo string, img imagetest.Image) nritest.Image {
 	return nritest.Image{Name: w.proxy.Addr() + "/" + repo + ":v1", Digest: img.Digest, ConfigDigest: img.ConfigDigest}
 }
 
@@ -342,7 +342,7 @@ func faultCases() []faultCase {
 			})}), allow: true},
 		{name: "signature layers of another media type", image: legacyImage,
 			rules: rules(faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindSigTag}, Fault: faulttest.Rewrite(func(_ http.Header, b []byte) []byte {
-				return bytes.ReplaceAll(b, []byte(testimage.SimpleSigningMediaType), []byte("application/octet-stream"))
+				return bytes.ReplaceAll(b, []byte(imagetest.SimpleSigningMediaType), []byte("application/octet-stream"))
 			})}),
 			reason: [][]string{{"no cosign signature found"}}},
 

@@ -35,8 +35,8 @@ import (
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/faulttest"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/plugin"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
@@ -233,10 +233,10 @@ const (
 )
 
 func setup(t *testing.T) *soak {
-	s := &soak{t: t, upstream: testimage.StartRegistry(t), loaded: make(chan string, 1), failed: make(chan error, 1)}
-	alice := testimage.NewSigner(t, testimage.ECDSAP256)
-	bob := testimage.NewSigner(t, testimage.Ed25519)
-	mallory := testimage.NewSigner(t, testimage.ECDSAP256)
+	s := &soak{t: t, upstream: imagetest.StartRegistry(t), loaded: make(chan string, 1), failed: make(chan error, 1)}
+	alice := imagetest.NewSigner(t, imagetest.ECDSAP256)
+	bob := imagetest.NewSigner(t, imagetest.Ed25519)
+	mallory := imagetest.NewSigner(t, imagetest.ECDSAP256)
 	s.alice, s.bob = alice.PublicKeyPEM(), bob.PublicKeyPEM()
 
 	p, err := faulttest.Start(s.upstream)
@@ -247,22 +247,22 @@ func setup(t *testing.T) *soak {
 	s.proxy = p
 
 	u := s.upstream
-	add := func(repo string, signers []string, sign func(repo string, img testimage.Image)) {
-		img := testimage.PushImageConfig(t, u+"/"+repo+":v1")
+	add := func(repo string, signers []string, sign func(repo string, img imagetest.Image)) {
+		img := imagetest.PushImageConfig(t, u+"/"+repo+":v1")
 		if sign != nil {
 			sign(u+"/"+repo, img)
 		}
 		s.subjects = append(s.subjects, subject{name: repo, signers: signers, blocked: strings.HasPrefix(repo, "blocked/"),
 			img: nritest.Image{Name: p.Addr() + "/" + repo + ":v1", Digest: img.Digest, ConfigDigest: img.ConfigDigest}})
 	}
-	legacy := func(k *testimage.Signer) func(string, testimage.Image) {
-		return func(repo string, img testimage.Image) {
-			testimage.SignLegacy(t, repo, img.Digest, k, testimage.SignOptions{})
+	legacy := func(k *imagetest.Signer) func(string, imagetest.Image) {
+		return func(repo string, img imagetest.Image) {
+			imagetest.SignLegacy(t, repo, img.Digest, k, imagetest.SignOptions{})
 		}
 	}
-	bundle := func(k *testimage.Signer) func(string, testimage.Image) {
-		return func(repo string, img testimage.Image) {
-			testimage.SignBundle(t, repo, img.Digest, k, testimage.SignOptions{})
+	bundle := func(k *imagetest.Signer) func(string, imagetest.Image) {
+		return func(repo string, img imagetest.Image) {
+			imagetest.SignBundle(t, repo, img.Digest, k, imagetest.SignOptions{})
 		}
 	}
 	for i := 0; i < 3; i++ {
@@ -272,24 +272,24 @@ func setup(t *testing.T) *soak {
 		add(fmt.Sprintf("unsigned/app%d", i), nil, nil)
 	}
 	add("bob/legacy", []string{"bob"}, legacy(bob))
-	add("both/app", []string{"alice", "bob"}, func(repo string, img testimage.Image) {
+	add("both/app", []string{"alice", "bob"}, func(repo string, img imagetest.Image) {
 		legacy(alice)(repo, img)
 		bundle(bob)(repo, img)
 	})
 	add("mallory/app", nil, legacy(mallory))
-	add("tampered/app", nil, func(repo string, img testimage.Image) {
-		testimage.SignLegacy(t, repo, img.Digest, alice, testimage.SignOptions{Tamper: true})
+	add("tampered/app", nil, func(repo string, img imagetest.Image) {
+		imagetest.SignLegacy(t, repo, img.Digest, alice, imagetest.SignOptions{Tamper: true})
 	})
 	add("blocked/app", []string{"alice"}, legacy(alice))
 	// alice's signature of another image, copied next to this one.
-	other := testimage.PushImageConfig(t, u+"/replay/app:v0")
-	testimage.SignLegacy(t, u+"/replay/app", other.Digest, alice, testimage.SignOptions{})
-	add("replay/app", nil, func(repo string, img testimage.Image) {
-		testimage.CopySignatures(t, repo, other.Digest, img.Digest)
+	other := imagetest.PushImageConfig(t, u+"/replay/app:v0")
+	imagetest.SignLegacy(t, u+"/replay/app", other.Digest, alice, imagetest.SignOptions{})
+	add("replay/app", nil, func(repo string, img imagetest.Image) {
+		imagetest.CopySignatures(t, repo, other.Digest, img.Digest)
 	})
 	// A multi-arch index signed on the index.
-	idx := testimage.PushIndex(t, u+"/alice/multi:v1")
-	testimage.SignLegacy(t, u+"/alice/multi", idx.Digest, alice, testimage.SignOptions{})
+	idx := imagetest.PushIndex(t, u+"/alice/multi:v1")
+	imagetest.SignLegacy(t, u+"/alice/multi", idx.Digest, alice, imagetest.SignOptions{})
 	s.subjects = append(s.subjects, subject{name: "alice/multi", signers: []string{"alice"},
 		img: nritest.Image{Name: p.Addr() + "/alice/multi:v1", Digest: idx.Digest, ConfigDigest: idx.Platforms[0].ConfigDigest}})
 

@@ -28,7 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/daemontest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/imagebuild"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagebuildtest"
 )
 
 // Image is a pushed runnable image.
@@ -117,7 +117,7 @@ func PushRunnableIndex(ref string, program []byte, args ...string) (Index, error
 	if err != nil {
 		return Index{}, fmt.Errorf("image %s: %w", ref, err)
 	}
-	other, err = imagebuild.WithConfig(mutate.ConfigMediaType(mutate.MediaType(other, types.OCIManifestSchema1), types.OCIConfigJSON),
+	other, err = imagebuildtest.WithConfig(mutate.ConfigMediaType(mutate.MediaType(other, types.OCIManifestSchema1), types.OCIConfigJSON),
 		func(cf *v1.ConfigFile) { cf.OS, cf.Architecture = "linux", otherArch })
 	if err != nil {
 		return Index{}, fmt.Errorf("image %s: %w", ref, err)
@@ -150,7 +150,7 @@ func PushRunnableIndex(ref string, program []byte, args ...string) (Index, error
 
 // runnable is the image PushRunnable pushes, for architecture arch.
 func runnable(program []byte, arch string, args []string) (v1.Image, error) {
-	return imagebuild.SingleFile(ProgramPath, program, arch, []string{ProgramPath}, args)
+	return imagebuildtest.SingleFile(ProgramPath, program, arch, []string{ProgramPath}, args)
 }
 
 func describe(ref string, img v1.Image, args []string) (Image, error) {

@@ -5,7 +5,7 @@
 // registry client and NRI plugin through it, and the real binary;
 // integration/soak flaps the registry with it.
 //
-// The proxy forwards to a real registry (internal/testimage) and, for the
+// The proxy forwards to a real registry (internal/imagetest) and, for the
 // requests a Rule matches, serves a Fault instead: refused connections,
 // resets mid-body, slow headers or bodies, huge or invalid content, wrong
 // media types or digests, redirects, 401 loops, 429 and 5xx. It never dials

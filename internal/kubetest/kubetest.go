@@ -1,5 +1,5 @@
 // Package kubetest runs a real Kubernetes control plane for tests: etcd and
-// kube-apiserver, built by internal/kubetools and started on loopback with
+// kube-apiserver, built by internal/kubetoolstest and started on loopback with
 // token authentication and RBAC, and the Helm chart's objects applied as
 // rendered into daemonset/manifests, so that a test can act with the
 // identity the chart gives the plugin.
@@ -29,7 +29,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetools"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetoolstest"
 )
 
 // AdminToken authenticates the test itself, as a member of system:masters.
@@ -60,11 +60,11 @@ type proc struct {
 // does not start or a chart that does not apply is an error, never a
 // reason to skip. Build output and one line of timing go to log.
 func StartWithChart(ctx context.Context, log io.Writer) (*Cluster, error) {
-	root, err := kubetools.RepoRoot()
+	root, err := kubetoolstest.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
-	tools, err := kubetools.Ensure(ctx, root, log)
+	tools, err := kubetoolstest.Ensure(ctx, root, log)
 	if err != nil {
 		return nil, fmt.Errorf("kube-apiserver and etcd are needed and could not be built: %w", err)
 	}
@@ -107,12 +107,12 @@ type Options struct {
 // Start starts etcd and kube-apiserver from the cached tools and waits
 // until the API server is ready. Everything listens on 127.0.0.1. On error
 // whatever was started is stopped again.
-func Start(ctx context.Context, tools kubetools.Tools) (*Cluster, error) {
+func Start(ctx context.Context, tools kubetoolstest.Tools) (*Cluster, error) {
 	return StartWith(ctx, tools, Options{})
 }
 
 // StartWith is Start with opts.
-func StartWith(ctx context.Context, tools kubetools.Tools, opts Options) (_ *Cluster, err error) {
+func StartWith(ctx context.Context, tools kubetoolstest.Tools, opts Options) (_ *Cluster, err error) {
 	dir, err := os.MkdirTemp(opts.Dir, "niv-kube-")
 	if err != nil {
 		return nil, err

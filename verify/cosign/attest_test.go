@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
@@ -42,7 +42,7 @@ var (
 // (another root of the same validator, not selected by the rule).
 type attestWorld struct {
 	repo    string
-	ci, dev *testimage.Signer
+	ci, dev *imagetest.Signer
 	v       *Verifier
 }
 
@@ -50,8 +50,8 @@ func newAttestWorld(t *testing.T, host string, opts registry.Options) *attestWor
 	t.Helper()
 	w := &attestWorld{
 		repo: host + "/app",
-		ci:   testimage.NewSigner(t, testimage.ECDSAP256),
-		dev:  testimage.NewSigner(t, testimage.Ed25519),
+		ci:   imagetest.NewSigner(t, imagetest.ECDSAP256),
+		dev:  imagetest.NewSigner(t, imagetest.Ed25519),
 	}
 	w.v = newVerifier(t, newClient(t, opts), root{"ci", w.ci}, root{"dev", w.dev})
 	return w
@@ -63,7 +63,7 @@ func rule(as ...policy.Attestation) policy.With {
 }
 
 func slsaRule(conds ...string) policy.With {
-	return rule(policy.Attestation{PredicateType: testimage.SLSAProvenanceV1, Conditions: conds})
+	return rule(policy.Attestation{PredicateType: imagetest.SLSAProvenanceV1, Conditions: conds})
 }
 
 func oneLine(t *testing.T, got verify.Verdict) {
@@ -74,24 +74,24 @@ func oneLine(t *testing.T, got verify.Verdict) {
 }
 
 func TestAttestations(t *testing.T) {
-	w := newAttestWorld(t, testimage.StartRegistry(t), registry.Options{})
+	w := newAttestWorld(t, imagetest.StartRegistry(t), registry.Options{})
 	n := 0
 	// image pushes a new image signed by ci, in a format that alternates,
 	// so that both signature formats are seen with attestations.
 	image := func(t *testing.T) verify.Subject {
 		n++
-		img := testimage.PushImageConfig(t, fmt.Sprintf("%s:v%d", w.repo, n))
-		formats[n%2].sign(t, w.repo, img.Digest, w.ci, testimage.SignOptions{})
+		img := imagetest.PushImageConfig(t, fmt.Sprintf("%s:v%d", w.repo, n))
+		formats[n%2].sign(t, w.repo, img.Digest, w.ci, imagetest.SignOptions{})
 		return verify.Subject{Repository: w.repo, Digest: img.Digest, ConfigDigest: img.ConfigDigest}
 	}
-	attest := func(t *testing.T, s verify.Subject, signer *testimage.Signer, pt, pred string) {
-		testimage.AttestBundle(t, w.repo, s.Digest, signer, pt, pred)
+	attest := func(t *testing.T, s verify.Subject, signer *imagetest.Signer, pt, pred string) {
+		imagetest.AttestBundle(t, w.repo, s.Digest, signer, pt, pred)
 	}
 
 	t.Run("provenance with the builder pinned, and an SBOM", func(t *testing.T) {
 		s := image(t)
-		attest(t, s, w.ci, testimage.SLSAProvenanceV1, slsaPredicate)
-		attest(t, s, w.ci, testimage.SPDXDocument, spdxPredicate)
+		attest(t, s, w.ci, imagetest.SLSAProvenanceV1, slsaPredicate)
+		attest(t, s, w.ci, imagetest.SPDXDocument, spdxPredicate)
 		with := rule(
 			policy.Attestation{PredicateType: "slsaprovenance1", Conditions: []string{builderPinned, builderRegex}},
 			policy.Attestation{PredicateType: "spdxjson", Conditions: []string{`predicate.packages.exists(p, p.name == "openssl" && p.versionInfo.startsWith("3."))`}},
@@ -105,7 +105,7 @@ func TestAttestations(t *testing.T) {
 
 	t.Run("CycloneDX SBOM and a custom type, by URI", func(t *testing.T) {
 		s := image(t)
-		attest(t, s, w.ci, testimage.CycloneDXBOM, cyclonedxPredicate)
+		attest(t, s, w.ci, imagetest.CycloneDXBOM, cyclonedxPredicate)
 		attest(t, s, w.ci, customType, customPredicate)
 		with := rule(
 			policy.Attestation{PredicateType: "https://cyclonedx.org/bom", Conditions: []string{`predicate.components.all(c, c.name != "log4j")`}},
@@ -116,20 +116,20 @@ func TestAttestations(t *testing.T) {
 
 	t.Run("no conditions: the attestation alone", func(t *testing.T) {
 		s := image(t)
-		attest(t, s, w.ci, testimage.SLSAProvenanceV1, `{}`)
+		attest(t, s, w.ci, imagetest.SLSAProvenanceV1, `{}`)
 		wantAllowed(t, check(t, w.v, s, slsaRule()), "ci")
 	})
 
 	t.Run("one of two attestations of the type passes", func(t *testing.T) {
 		s := image(t)
-		attest(t, s, w.ci, testimage.SLSAProvenanceV1, strings.Replace(slsaPredicate, "github.com/org/app", "github.com/evil/app", -1))
-		attest(t, s, w.ci, testimage.SLSAProvenanceV1, slsaPredicate)
+		attest(t, s, w.ci, imagetest.SLSAProvenanceV1, strings.Replace(slsaPredicate, "github.com/org/app", "github.com/evil/app", -1))
+		attest(t, s, w.ci, imagetest.SLSAProvenanceV1, slsaPredicate)
 		wantAllowed(t, check(t, w.v, s, slsaRule(builderPinned)), "ci")
 	})
 
 	t.Run("unannotated referrer", func(t *testing.T) {
 		s := image(t)
-		testimage.AttestBundleWith(t, w.repo, s.Digest, w.ci, testimage.SLSAProvenanceV1, slsaPredicate, testimage.AttestOptions{NoAnnotations: true})
+		imagetest.AttestBundleWith(t, w.repo, s.Digest, w.ci, imagetest.SLSAProvenanceV1, slsaPredicate, imagetest.AttestOptions{NoAnnotations: true})
 		wantAllowed(t, check(t, w.v, s, slsaRule(builderPinned)), "ci")
 	})
 
@@ -143,17 +143,17 @@ func TestAttestations(t *testing.T) {
 			slsaRule(builderPinned),
 			[]string{`no attestation of type https://slsa.dev/provenance/v1 signed by trust root "ci" for `}},
 		{"wrong predicate type", func(t *testing.T, s verify.Subject) {
-			attest(t, s, w.ci, testimage.SPDXDocument, spdxPredicate)
+			attest(t, s, w.ci, imagetest.SPDXDocument, spdxPredicate)
 			// The annotation names the wanted type; the signed statement does not.
-			testimage.AttestBundleWith(t, w.repo, s.Digest, w.ci, testimage.CycloneDXBOM, cyclonedxPredicate, testimage.AttestOptions{AnnotatedType: testimage.SLSAProvenanceV1})
+			imagetest.AttestBundleWith(t, w.repo, s.Digest, w.ci, imagetest.CycloneDXBOM, cyclonedxPredicate, imagetest.AttestOptions{AnnotatedType: imagetest.SLSAProvenanceV1})
 		}, slsaRule(),
 			[]string{`no attestation of type https://slsa.dev/provenance/v1 signed by trust root "ci"`, "found signed attestations of type https://cyclonedx.org/bom"}},
 		{"builder differs", func(t *testing.T, s verify.Subject) {
-			attest(t, s, w.ci, testimage.SLSAProvenanceV1, strings.Replace(slsaPredicate, "github.com/org/app/", "github.com/fork/app/", 1))
+			attest(t, s, w.ci, imagetest.SLSAProvenanceV1, strings.Replace(slsaPredicate, "github.com/org/app/", "github.com/fork/app/", 1))
 		}, slsaRule(builderPinned),
 			[]string{"attestation https://slsa.dev/provenance/v1 (referrer sha256:", fmt.Sprintf("condition %q is false", builderPinned)}},
 		{"regex miss", func(t *testing.T, s verify.Subject) {
-			attest(t, s, w.ci, testimage.SLSAProvenanceV1, strings.Replace(slsaPredicate, builderID, strings.Replace(builderID, "refs/tags/v1.0.0", "refs/heads/main", 1), 1))
+			attest(t, s, w.ci, imagetest.SLSAProvenanceV1, strings.Replace(slsaPredicate, builderID, strings.Replace(builderID, "refs/tags/v1.0.0", "refs/heads/main", 1), 1))
 		}, slsaRule(builderRegex),
 			[]string{fmt.Sprintf("condition %q is false", builderRegex)}},
 		{"second condition false", func(t *testing.T, s verify.Subject) {
@@ -161,17 +161,17 @@ func TestAttestations(t *testing.T) {
 		}, rule(policy.Attestation{PredicateType: customType, Conditions: []string{"true", "predicate.critical == 0"}}),
 			[]string{`condition "predicate.critical == 0" is false`}},
 		{"missing field", func(t *testing.T, s verify.Subject) {
-			attest(t, s, w.ci, testimage.SLSAProvenanceV1, `{"buildDefinition": {}}`)
+			attest(t, s, w.ci, imagetest.SLSAProvenanceV1, `{"buildDefinition": {}}`)
 		}, slsaRule(builderPinned),
 			[]string{fmt.Sprintf("condition %q failed: no such key: runDetails", builderPinned)}},
 		{"signed by a key the rule does not select", func(t *testing.T, s verify.Subject) {
-			attest(t, s, w.dev, testimage.SLSAProvenanceV1, slsaPredicate)
+			attest(t, s, w.dev, imagetest.SLSAProvenanceV1, slsaPredicate)
 		}, slsaRule(builderPinned),
 			[]string{`no attestation of type https://slsa.dev/provenance/v1 signed by trust root "ci"`, "does not verify"}},
 		{"unsigned image, attested", nil, slsaRule(builderPinned),
 			[]string{"no cosign signature found"}},
 		{"one of two required attestations missing", func(t *testing.T, s verify.Subject) {
-			attest(t, s, w.ci, testimage.SLSAProvenanceV1, slsaPredicate)
+			attest(t, s, w.ci, imagetest.SLSAProvenanceV1, slsaPredicate)
 		}, rule(policy.Attestation{PredicateType: "slsaprovenance1"}, policy.Attestation{PredicateType: "cyclonedx"}),
 			[]string{"no attestation of type https://cyclonedx.org/bom signed by"}},
 	} {
@@ -180,9 +180,9 @@ func TestAttestations(t *testing.T) {
 			if tc.setup == nil {
 				// Attested (by the right key), but never signed.
 				n++
-				img := testimage.PushImageConfig(t, fmt.Sprintf("%s:unsigned%d", w.repo, n))
+				img := imagetest.PushImageConfig(t, fmt.Sprintf("%s:unsigned%d", w.repo, n))
 				s = verify.Subject{Repository: w.repo, Digest: img.Digest, ConfigDigest: img.ConfigDigest}
-				attest(t, s, w.ci, testimage.SLSAProvenanceV1, slsaPredicate)
+				attest(t, s, w.ci, imagetest.SLSAProvenanceV1, slsaPredicate)
 			} else {
 				s = image(t)
 				tc.setup(t, s)
@@ -196,11 +196,11 @@ func TestAttestations(t *testing.T) {
 	// A genuine attestation of another image, attached to this one.
 	t.Run("replayed from another image", func(t *testing.T) {
 		s, other := image(t), image(t)
-		testimage.AttestBundleWith(t, w.repo, s.Digest, w.ci, testimage.SLSAProvenanceV1, slsaPredicate, testimage.AttestOptions{SubjectDigest: other.Digest})
+		imagetest.AttestBundleWith(t, w.repo, s.Digest, w.ci, imagetest.SLSAProvenanceV1, slsaPredicate, imagetest.AttestOptions{SubjectDigest: other.Digest})
 		got := check(t, w.v, s, slsaRule(builderPinned))
 		wantDenied(t, got, "names digest "+other.Digest+", not "+s.Digest)
 		// The same attestation made for other passes there.
-		attest(t, other, w.ci, testimage.SLSAProvenanceV1, slsaPredicate)
+		attest(t, other, w.ci, imagetest.SLSAProvenanceV1, slsaPredicate)
 		wantAllowed(t, check(t, w.v, other, slsaRule(builderPinned)), "ci")
 	})
 
@@ -208,7 +208,7 @@ func TestAttestations(t *testing.T) {
 	// attestation counts.
 	t.Run("any selected root", func(t *testing.T) {
 		s := image(t)
-		attest(t, s, w.dev, testimage.SLSAProvenanceV1, slsaPredicate)
+		attest(t, s, w.dev, imagetest.SLSAProvenanceV1, slsaPredicate)
 		with := slsaRule(builderPinned)
 		with.TrustRoot, with.Required = "*", []string{"ci"}
 		wantAllowed(t, check(t, w.v, s, with), "ci")
@@ -216,18 +216,18 @@ func TestAttestations(t *testing.T) {
 }
 
 func TestAttestationsMultiArch(t *testing.T) {
-	w := newAttestWorld(t, testimage.StartRegistry(t), registry.Options{})
+	w := newAttestWorld(t, imagetest.StartRegistry(t), registry.Options{})
 	for _, tc := range []struct {
 		name     string
-		attestOn func(idx testimage.Index) string
+		attestOn func(idx imagetest.Index) string
 	}{
-		{"on the index", func(idx testimage.Index) string { return idx.Digest }},
-		{"on the platform manifest", func(idx testimage.Index) string { return idx.Platforms[1].Digest }},
+		{"on the index", func(idx imagetest.Index) string { return idx.Digest }},
+		{"on the platform manifest", func(idx imagetest.Index) string { return idx.Platforms[1].Digest }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			idx := testimage.PushIndex(t, w.repo+":"+strings.ReplaceAll(tc.name, " ", "-"))
-			testimage.SignBundle(t, w.repo, idx.Digest, w.ci, testimage.SignOptions{})
-			testimage.AttestBundle(t, w.repo, tc.attestOn(idx), w.ci, testimage.SLSAProvenanceV1, slsaPredicate)
+			idx := imagetest.PushIndex(t, w.repo+":"+strings.ReplaceAll(tc.name, " ", "-"))
+			imagetest.SignBundle(t, w.repo, idx.Digest, w.ci, imagetest.SignOptions{})
+			imagetest.AttestBundle(t, w.repo, tc.attestOn(idx), w.ci, imagetest.SLSAProvenanceV1, slsaPredicate)
 			arm := verify.Subject{Repository: w.repo, Digest: idx.Digest, ConfigDigest: idx.Platforms[1].ConfigDigest}
 			wantAllowed(t, check(t, w.v, arm, slsaRule(builderPinned)), "ci")
 		})
@@ -235,9 +235,9 @@ func TestAttestationsMultiArch(t *testing.T) {
 
 	// An attestation of the arm64 manifest says nothing of amd64.
 	t.Run("other platform", func(t *testing.T) {
-		idx := testimage.PushIndex(t, w.repo+":other-platform")
-		testimage.SignBundle(t, w.repo, idx.Digest, w.ci, testimage.SignOptions{})
-		testimage.AttestBundle(t, w.repo, idx.Platforms[1].Digest, w.ci, testimage.SLSAProvenanceV1, slsaPredicate)
+		idx := imagetest.PushIndex(t, w.repo+":other-platform")
+		imagetest.SignBundle(t, w.repo, idx.Digest, w.ci, imagetest.SignOptions{})
+		imagetest.AttestBundle(t, w.repo, idx.Platforms[1].Digest, w.ci, imagetest.SLSAProvenanceV1, slsaPredicate)
 		amd := verify.Subject{Repository: w.repo, Digest: idx.Digest, ConfigDigest: idx.Platforms[0].ConfigDigest}
 		got := check(t, w.v, amd, slsaRule(builderPinned))
 		wantDenied(t, got, "no attestation of type", idx.Digest+" or "+idx.Platforms[0].Digest)
@@ -247,11 +247,11 @@ func TestAttestationsMultiArch(t *testing.T) {
 // Only MaxSignatures referrers are examined per digest; the reason says
 // some were not.
 func TestAttestationsCap(t *testing.T) {
-	w := newAttestWorld(t, testimage.StartRegistry(t), registry.Options{MaxSignatures: 1})
-	img := testimage.PushImageConfig(t, w.repo+":v1")
-	testimage.SignLegacy(t, w.repo, img.Digest, w.ci, testimage.SignOptions{})
+	w := newAttestWorld(t, imagetest.StartRegistry(t), registry.Options{MaxSignatures: 1})
+	img := imagetest.PushImageConfig(t, w.repo+":v1")
+	imagetest.SignLegacy(t, w.repo, img.Digest, w.ci, imagetest.SignOptions{})
 	for _, pred := range []string{`{"n": 1}`, `{"n": 2}`} {
-		testimage.AttestBundleWith(t, w.repo, img.Digest, w.ci, customType, pred, testimage.AttestOptions{NoAnnotations: true})
+		imagetest.AttestBundleWith(t, w.repo, img.Digest, w.ci, customType, pred, imagetest.AttestOptions{NoAnnotations: true})
 	}
 	s := verify.Subject{Repository: w.repo, Digest: img.Digest}
 	got := check(t, w.v, s, rule(policy.Attestation{PredicateType: customType, Conditions: []string{"predicate.n == 3"}}))
@@ -263,7 +263,7 @@ func TestAttestationsCap(t *testing.T) {
 func TestAttestationFetchErrorIsAnError(t *testing.T) {
 	var failBlob atomic.Value // the path of the attestation's bundle blob
 	failBlob.Store("")
-	srv := testimage.StartRegistryServer(t, func(h http.Handler) http.Handler {
+	srv := imagetest.StartRegistryServer(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 			if p := failBlob.Load().(string); p != "" && strings.HasSuffix(r.URL.Path, p) {
 				http.Error(rw, "boom", http.StatusInternalServerError)
@@ -273,10 +273,10 @@ func TestAttestationFetchErrorIsAnError(t *testing.T) {
 		})
 	})
 	w := newAttestWorld(t, strings.TrimPrefix(srv.URL, "http://"), registry.Options{})
-	img := testimage.PushImageConfig(t, w.repo+":v1")
-	testimage.SignLegacy(t, w.repo, img.Digest, w.ci, testimage.SignOptions{})
-	raw := testimage.AttestationJSON(t, w.repo, img.Digest, w.ci, testimage.SLSAProvenanceV1, slsaPredicate, testimage.AttestOptions{})
-	testimage.AttachReferrer(t, w.repo, img.Digest, testimage.BundleMediaType, raw, nil)
+	img := imagetest.PushImageConfig(t, w.repo+":v1")
+	imagetest.SignLegacy(t, w.repo, img.Digest, w.ci, imagetest.SignOptions{})
+	raw := imagetest.AttestationJSON(t, w.repo, img.Digest, w.ci, imagetest.SLSAProvenanceV1, slsaPredicate, imagetest.AttestOptions{})
+	imagetest.AttachReferrer(t, w.repo, img.Digest, imagetest.BundleMediaType, raw, nil)
 	s := verify.Subject{Repository: w.repo, Digest: img.Digest}
 
 	wantAllowed(t, check(t, w.v, s, slsaRule(builderPinned)), "ci")
@@ -300,13 +300,13 @@ func TestAttestationRequests(t *testing.T) {
 	for _, f := range formats {
 		t.Run(f.name, func(t *testing.T) {
 			rec := &recorder{next: http.DefaultTransport.(*http.Transport).Clone()}
-			w := newAttestWorld(t, testimage.StartRegistry(t), registry.Options{Transport: rec})
+			w := newAttestWorld(t, imagetest.StartRegistry(t), registry.Options{Transport: rec})
 			with := slsaRule(builderPinned)
 			for i := range 3 {
-				img := testimage.PushImageConfig(t, fmt.Sprintf("%s:%s%d", w.repo, f.name, i))
-				f.sign(t, w.repo, img.Digest, w.ci, testimage.SignOptions{})
-				testimage.AttestBundle(t, w.repo, img.Digest, w.ci, testimage.SLSAProvenanceV1, slsaPredicate)
-				testimage.AttestBundle(t, w.repo, img.Digest, w.ci, testimage.SPDXDocument, spdxPredicate)
+				img := imagetest.PushImageConfig(t, fmt.Sprintf("%s:%s%d", w.repo, f.name, i))
+				f.sign(t, w.repo, img.Digest, w.ci, imagetest.SignOptions{})
+				imagetest.AttestBundle(t, w.repo, img.Digest, w.ci, imagetest.SLSAProvenanceV1, slsaPredicate)
+				imagetest.AttestBundle(t, w.repo, img.Digest, w.ci, imagetest.SPDXDocument, spdxPredicate)
 				s := verify.Subject{Repository: w.repo, Digest: img.Digest, ConfigDigest: img.ConfigDigest}
 				rec.take()
 				wantAllowed(t, check(t, w.v, s, policy.With{TrustRoot: "ci"}), "ci")
@@ -335,40 +335,40 @@ func TestAttestationRequests(t *testing.T) {
 
 // cosign v2's attestations (the .att tag), for key roots of every kind.
 func TestLegacyAttestations(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/legacy"
-	for _, kind := range testimage.KeyKinds {
+	for _, kind := range imagetest.KeyKinds {
 		t.Run(string(kind), func(t *testing.T) {
-			ci, dev := testimage.NewSigner(t, kind), testimage.NewSigner(t, testimage.ECDSAP256)
+			ci, dev := imagetest.NewSigner(t, kind), imagetest.NewSigner(t, imagetest.ECDSAP256)
 			v := newVerifier(t, newClient(t, registry.Options{}), root{"ci", ci}, root{"dev", dev})
 			image := func(tag string) verify.Subject {
-				img := testimage.PushImageConfig(t, repo+":"+string(kind)+"-"+tag)
-				testimage.SignLegacy(t, repo, img.Digest, ci, testimage.SignOptions{})
+				img := imagetest.PushImageConfig(t, repo+":"+string(kind)+"-"+tag)
+				imagetest.SignLegacy(t, repo, img.Digest, ci, imagetest.SignOptions{})
 				return verify.Subject{Repository: repo, Digest: img.Digest, ConfigDigest: img.ConfigDigest}
 			}
 
 			good := image("good")
-			testimage.AttestLegacy(t, repo, good.Digest, ci, testimage.SPDXDocument, spdxPredicate, testimage.AttestOptions{})
-			testimage.AttestLegacy(t, repo, good.Digest, ci, testimage.SLSAProvenanceV1, slsaPredicate, testimage.AttestOptions{})
+			imagetest.AttestLegacy(t, repo, good.Digest, ci, imagetest.SPDXDocument, spdxPredicate, imagetest.AttestOptions{})
+			imagetest.AttestLegacy(t, repo, good.Digest, ci, imagetest.SLSAProvenanceV1, slsaPredicate, imagetest.AttestOptions{})
 			wantAllowed(t, check(t, v, good, slsaRule(builderPinned, builderRegex)), "ci")
 
 			// One requirement met by a bundle, the other by the .att tag.
 			mixed := image("mixed")
-			testimage.AttestLegacy(t, repo, mixed.Digest, ci, testimage.SLSAProvenanceV1, slsaPredicate, testimage.AttestOptions{})
-			testimage.AttestBundle(t, repo, mixed.Digest, ci, testimage.CycloneDXBOM, cyclonedxPredicate)
+			imagetest.AttestLegacy(t, repo, mixed.Digest, ci, imagetest.SLSAProvenanceV1, slsaPredicate, imagetest.AttestOptions{})
+			imagetest.AttestBundle(t, repo, mixed.Digest, ci, imagetest.CycloneDXBOM, cyclonedxPredicate)
 			wantAllowed(t, check(t, v, mixed, rule(policy.Attestation{PredicateType: "slsaprovenance1", Conditions: []string{builderPinned}}, policy.Attestation{PredicateType: "cyclonedx"})), "ci")
 
 			other := image("other-key")
-			testimage.AttestLegacy(t, repo, other.Digest, dev, testimage.SLSAProvenanceV1, slsaPredicate, testimage.AttestOptions{})
+			imagetest.AttestLegacy(t, repo, other.Digest, dev, imagetest.SLSAProvenanceV1, slsaPredicate, imagetest.AttestOptions{})
 			got := check(t, v, other, slsaRule(builderPinned))
 			wantDenied(t, got, `no attestation of type https://slsa.dev/provenance/v1 signed by trust root "ci"`, "does not verify")
 
 			replayed := image("replayed")
-			testimage.AttestLegacy(t, repo, replayed.Digest, ci, testimage.SLSAProvenanceV1, slsaPredicate, testimage.AttestOptions{SubjectDigest: good.Digest})
+			imagetest.AttestLegacy(t, repo, replayed.Digest, ci, imagetest.SLSAProvenanceV1, slsaPredicate, imagetest.AttestOptions{SubjectDigest: good.Digest})
 			wantDenied(t, check(t, v, replayed, slsaRule(builderPinned)), "names digest "+good.Digest+", not "+replayed.Digest)
 
 			forked := image("forked")
-			testimage.AttestLegacy(t, repo, forked.Digest, ci, testimage.SLSAProvenanceV1, strings.Replace(slsaPredicate, "github.com/org/app/", "github.com/fork/app/", 1), testimage.AttestOptions{})
+			imagetest.AttestLegacy(t, repo, forked.Digest, ci, imagetest.SLSAProvenanceV1, strings.Replace(slsaPredicate, "github.com/org/app/", "github.com/fork/app/", 1), imagetest.AttestOptions{})
 			got = check(t, v, forked, slsaRule(builderPinned))
 			wantDenied(t, got, "(layer sha256:", fmt.Sprintf("condition %q is false", builderPinned))
 			oneLine(t, got)

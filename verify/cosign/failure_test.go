@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
@@ -17,11 +17,11 @@ import (
 
 // A registry that is down is no answer: an error, not a deny verdict.
 func TestRegistryDownIsAnError(t *testing.T) {
-	srv := testimage.StartRegistryServer(t, nil)
+	srv := imagetest.StartRegistryServer(t, nil)
 	repo := strings.TrimPrefix(srv.URL, "http://") + "/app"
-	signer := testimage.NewSigner(t, testimage.ECDSAP256)
-	img := testimage.PushImageConfig(t, repo+":v1")
-	testimage.SignLegacy(t, repo, img.Digest, signer, testimage.SignOptions{})
+	signer := imagetest.NewSigner(t, imagetest.ECDSAP256)
+	img := imagetest.PushImageConfig(t, repo+":v1")
+	imagetest.SignLegacy(t, repo, img.Digest, signer, imagetest.SignOptions{})
 	v := newVerifier(t, newClient(t, registry.Options{}), root{"default", signer})
 	srv.Close()
 
@@ -42,7 +42,7 @@ func TestRegistryDownIsAnError(t *testing.T) {
 
 // A 5xx while looking for signatures leaves the answer open...
 func TestServerErrorIsAnError(t *testing.T) {
-	srv := testimage.StartRegistryServer(t, func(h http.Handler) http.Handler {
+	srv := imagetest.StartRegistryServer(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if strings.Contains(r.URL.Path, "/referrers/") {
 				http.Error(w, "boom", http.StatusInternalServerError)
@@ -52,17 +52,17 @@ func TestServerErrorIsAnError(t *testing.T) {
 		})
 	})
 	repo := strings.TrimPrefix(srv.URL, "http://") + "/app"
-	signer := testimage.NewSigner(t, testimage.ECDSAP256)
+	signer := imagetest.NewSigner(t, imagetest.ECDSAP256)
 	v := newVerifier(t, newClient(t, registry.Options{}), root{"default", signer})
 
-	unsigned := testimage.PushImage(t, repo+":unsigned")
+	unsigned := imagetest.PushImage(t, repo+":unsigned")
 	if got, err := v.Verify(context.Background(), verify.Subject{Repository: repo, Digest: unsigned}, policy.With{}); err == nil {
 		t.Fatalf("referrers API failing: verdict %+v, want an error", got)
 	}
 
 	// ...unless what was found already meets the policy.
-	signed := testimage.PushImage(t, repo+":signed")
-	testimage.SignLegacy(t, repo, signed, signer, testimage.SignOptions{})
+	signed := imagetest.PushImage(t, repo+":signed")
+	imagetest.SignLegacy(t, repo, signed, signer, imagetest.SignOptions{})
 	wantAllowed(t, check(t, v, verify.Subject{Repository: repo, Digest: signed}, policy.With{}), "default")
 }
 
@@ -70,7 +70,7 @@ func TestServerErrorIsAnError(t *testing.T) {
 func TestHugeManifestHitsTheCap(t *testing.T) {
 	for _, chunked := range []bool{false, true} {
 		t.Run("chunked="+strconv.FormatBool(chunked), func(t *testing.T) {
-			srv := testimage.StartRegistryServer(t, func(h http.Handler) http.Handler {
+			srv := imagetest.StartRegistryServer(t, func(h http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, ".sig") {
 						serveHuge(w, 64<<20, chunked)
@@ -80,8 +80,8 @@ func TestHugeManifestHitsTheCap(t *testing.T) {
 				})
 			})
 			repo := strings.TrimPrefix(srv.URL, "http://") + "/app"
-			d := testimage.PushImage(t, repo+":v1")
-			v := newVerifier(t, newClient(t, registry.Options{}), root{"default", testimage.NewSigner(t, testimage.ECDSAP256)})
+			d := imagetest.PushImage(t, repo+":v1")
+			v := newVerifier(t, newClient(t, registry.Options{}), root{"default", imagetest.NewSigner(t, imagetest.ECDSAP256)})
 			got, err := v.Verify(context.Background(), verify.Subject{Repository: repo, Digest: d}, policy.With{})
 			if err == nil {
 				t.Fatalf("huge manifest: verdict %+v, want an error", got)
@@ -116,7 +116,7 @@ func serveHuge(w http.ResponseWriter, size int, chunked bool) {
 
 // A registry that does not answer in time is an error too.
 func TestSlowRegistryTimesOut(t *testing.T) {
-	srv := testimage.StartRegistryServer(t, func(h http.Handler) http.Handler {
+	srv := imagetest.StartRegistryServer(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if strings.HasSuffix(r.URL.Path, ".sig") {
 				select {
@@ -129,8 +129,8 @@ func TestSlowRegistryTimesOut(t *testing.T) {
 		})
 	})
 	repo := strings.TrimPrefix(srv.URL, "http://") + "/app"
-	d := testimage.PushImage(t, repo+":v1")
-	v := newVerifier(t, newClient(t, registry.Options{Timeout: 200 * time.Millisecond}), root{"default", testimage.NewSigner(t, testimage.ECDSAP256)})
+	d := imagetest.PushImage(t, repo+":v1")
+	v := newVerifier(t, newClient(t, registry.Options{Timeout: 200 * time.Millisecond}), root{"default", imagetest.NewSigner(t, imagetest.ECDSAP256)})
 	start := time.Now()
 	_, err := v.Verify(context.Background(), verify.Subject{Repository: repo, Digest: d}, policy.With{})
 	if err == nil || !strings.Contains(err.Error(), "request timeout") {
@@ -145,17 +145,17 @@ func TestSlowRegistryTimesOut(t *testing.T) {
 // How many requests a verification of a digest never seen before costs. Not
 // an exact contract, but it must stay well under what peers need.
 func TestRequestCount(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	signer := testimage.NewSigner(t, testimage.ECDSAP256)
+	signer := imagetest.NewSigner(t, imagetest.ECDSAP256)
 
-	legacy := testimage.PushImageConfig(t, repo+":legacy")
-	testimage.SignLegacy(t, repo, legacy.Digest, signer, testimage.SignOptions{})
-	bundled := testimage.PushImageConfig(t, repo+":bundle")
-	testimage.SignBundle(t, repo, bundled.Digest, signer, testimage.SignOptions{})
-	idx := testimage.PushIndex(t, repo+":index")
-	testimage.SignLegacy(t, repo, idx.Digest, signer, testimage.SignOptions{})
-	unsigned := testimage.PushImage(t, repo+":unsigned")
+	legacy := imagetest.PushImageConfig(t, repo+":legacy")
+	imagetest.SignLegacy(t, repo, legacy.Digest, signer, imagetest.SignOptions{})
+	bundled := imagetest.PushImageConfig(t, repo+":bundle")
+	imagetest.SignBundle(t, repo, bundled.Digest, signer, imagetest.SignOptions{})
+	idx := imagetest.PushIndex(t, repo+":index")
+	imagetest.SignLegacy(t, repo, idx.Digest, signer, imagetest.SignOptions{})
+	unsigned := imagetest.PushImage(t, repo+":unsigned")
 
 	for _, tc := range []struct {
 		name string
@@ -179,8 +179,8 @@ func TestRequestCount(t *testing.T) {
 				t.Fatalf("%d requests", n)
 			}
 			// The same client, another digest of the repository: no ping.
-			other := testimage.PushImage(t, warmTag)
-			testimage.SignLegacy(t, repo, other, signer, testimage.SignOptions{})
+			other := imagetest.PushImage(t, warmTag)
+			imagetest.SignLegacy(t, repo, other, signer, imagetest.SignOptions{})
 			cold.n.Store(0)
 			check(t, v, verify.Subject{Repository: repo, Digest: other}, policy.With{})
 			t.Logf("%s: then %d requests for another signed digest", tc.name, cold.n.Load())

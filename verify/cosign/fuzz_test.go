@@ -8,7 +8,7 @@ import (
 
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
 const fuzzDigest = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
@@ -34,10 +34,10 @@ func FuzzPayload(f *testing.F) {
 // FuzzBundle: bundle parsing and key verification never panic, and a
 // mutated bundle never verifies for a digest it was not signed for.
 func FuzzBundle(f *testing.F) {
-	signer := testimage.NewSigner(f, testimage.ECDSAP256)
-	good := testimage.BundleJSON(f, "127.0.0.1:5000/app", fuzzDigest, signer, testimage.SignOptions{})
+	signer := imagetest.NewSigner(f, imagetest.ECDSAP256)
+	good := imagetest.BundleJSON(f, "127.0.0.1:5000/app", fuzzDigest, signer, imagetest.SignOptions{})
 	f.Add(good)
-	f.Add(testimage.BundleJSON(f, "127.0.0.1:5000/app", fuzzDigest, signer, testimage.SignOptions{Tamper: true}))
+	f.Add(imagetest.BundleJSON(f, "127.0.0.1:5000/app", fuzzDigest, signer, imagetest.SignOptions{Tamper: true}))
 	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`))
 	root, err := newKeyRoot("default", signer.PublicKey())
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
@@ -18,18 +18,18 @@ import (
 // format is one way cosign stores a signature.
 type format struct {
 	name string
-	sign func(t testing.TB, repo, digest string, s *testimage.Signer, o testimage.SignOptions)
+	sign func(t testing.TB, repo, digest string, s *imagetest.Signer, o imagetest.SignOptions)
 }
 
 var formats = []format{
-	{"legacy", testimage.SignLegacy},
-	{"bundle", testimage.SignBundle},
+	{"legacy", imagetest.SignLegacy},
+	{"bundle", imagetest.SignBundle},
 }
 
 // root pairs a trust root name with the signer whose public key it holds.
 type root struct {
 	name   string
-	signer *testimage.Signer
+	signer *imagetest.Signer
 }
 
 // newValidator builds a cosign policy validator as a policy file would

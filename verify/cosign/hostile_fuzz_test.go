@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
@@ -53,22 +53,22 @@ func (h *hostileTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 // image, and mallory's signatures of this one. Whatever it serves, the
 // verifier never allows the image for alice's key.
 func FuzzHostileSignatures(f *testing.F) {
-	host := testimage.StartRegistry(f)
+	host := imagetest.StartRegistry(f)
 	repo := host + "/app"
-	alice := testimage.NewSigner(f, testimage.ECDSAP256)
-	mallory := testimage.NewSigner(f, testimage.ECDSAP256)
-	target := testimage.PushImageConfig(f, repo+":target")
-	other := testimage.PushImageConfig(f, repo+":other")
+	alice := imagetest.NewSigner(f, imagetest.ECDSAP256)
+	mallory := imagetest.NewSigner(f, imagetest.ECDSAP256)
+	target := imagetest.PushImageConfig(f, repo+":target")
+	other := imagetest.PushImageConfig(f, repo+":other")
 	for _, fm := range formats {
-		fm.sign(f, repo, other.Digest, alice, testimage.SignOptions{})
-		fm.sign(f, repo, target.Digest, mallory, testimage.SignOptions{})
+		fm.sign(f, repo, other.Digest, alice, imagetest.SignOptions{})
+		fm.sign(f, repo, target.Digest, mallory, imagetest.SignOptions{})
 	}
 	r, err := name.NewRepository(repo)
 	if err != nil {
 		f.Fatal(err)
 	}
 	sigOf := func(digest string) []byte {
-		d, err := remote.Get(testimage.SigTag(r, digest))
+		d, err := remote.Get(imagetest.SigTag(r, digest))
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -3,8 +3,8 @@ package cosign
 import (
 	"testing"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/sigstoretest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
 )
@@ -23,12 +23,12 @@ var ciIdentity = sigstoretest.Identity{Issuer: ghIssuer, Subject: workflow}
 // keylessFormat is one way cosign stores a keyless signature.
 type keylessFormat struct {
 	name string
-	sign func(t testing.TB, repo, digest string, ss *sigstoretest.Sigstore, id sigstoretest.Identity, o testimage.KeylessOptions)
+	sign func(t testing.TB, repo, digest string, ss *sigstoretest.Sigstore, id sigstoretest.Identity, o imagetest.KeylessOptions)
 }
 
 var keylessFormats = []keylessFormat{
-	{"legacy", testimage.SignLegacyKeyless},
-	{"bundle", testimage.SignBundleKeyless},
+	{"legacy", imagetest.SignLegacyKeyless},
+	{"bundle", imagetest.SignBundleKeyless},
 }
 
 // ciRoot trusts the release workflow of org/repo, exactly.

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/sigstoretest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
@@ -15,7 +15,7 @@ import (
 // with its Rekor entry and SCT verified against the inline material, is
 // allowed: a URI subject exactly, an e-mail subject by regex.
 func TestKeylessAllowed(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	reg := newClient(t, registry.Options{})
 	repo := host + "/app"
 	ss := sigstoretest.New(t)
@@ -25,13 +25,13 @@ func TestKeylessAllowed(t *testing.T) {
 	}})
 	for _, f := range keylessFormats {
 		t.Run(f.name+"/uri", func(t *testing.T) {
-			d := testimage.PushImage(t, repo+":uri-"+f.name)
-			f.sign(t, repo, d, ss, ciIdentity, testimage.KeylessOptions{})
+			d := imagetest.PushImage(t, repo+":uri-"+f.name)
+			f.sign(t, repo, d, ss, ciIdentity, imagetest.KeylessOptions{})
 			wantAllowed(t, check(t, v, verify.Subject{Repository: repo, Digest: d}, policy.With{TrustRoot: "ci"}), "ci")
 		})
 		t.Run(f.name+"/email", func(t *testing.T) {
-			d := testimage.PushImage(t, repo+":mail-"+f.name)
-			f.sign(t, repo, d, ss, sigstoretest.Identity{Issuer: googleIssuer, Subject: mail}, testimage.KeylessOptions{})
+			d := imagetest.PushImage(t, repo+":mail-"+f.name)
+			f.sign(t, repo, d, ss, sigstoretest.Identity{Issuer: googleIssuer, Subject: mail}, imagetest.KeylessOptions{})
 			wantAllowed(t, check(t, v, verify.Subject{Repository: repo, Digest: d}, policy.With{TrustRoot: "people"}), "people")
 		})
 	}
@@ -39,7 +39,7 @@ func TestKeylessAllowed(t *testing.T) {
 
 // The identity is checked part by part, and a deny names the part.
 func TestKeylessIdentityDenied(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	reg := newClient(t, registry.Options{})
 	repo := host + "/app"
 	ss := sigstoretest.New(t)
@@ -67,8 +67,8 @@ func TestKeylessIdentityDenied(t *testing.T) {
 		for i, c := range cases {
 			t.Run(f.name+"/"+c.name, func(t *testing.T) {
 				v := keylessVerifier(t, reg, policy.Validator{Host: inlineHost(t, ss), TrustRoots: []policy.TrustRoot{{Name: "default", Keyless: &c.root}}})
-				d := testimage.PushImage(t, repo+":"+f.name+"-"+string(rune('a'+i)))
-				f.sign(t, repo, d, ss, c.signer, testimage.KeylessOptions{})
+				d := imagetest.PushImage(t, repo+":"+f.name+"-"+string(rune('a'+i)))
+				f.sign(t, repo, d, ss, c.signer, imagetest.KeylessOptions{})
 				wantDenied(t, check(t, v, verify.Subject{Repository: repo, Digest: d}, policy.With{}), `none verified with trust root "default"`, c.reason)
 			})
 		}
@@ -76,8 +76,8 @@ func TestKeylessIdentityDenied(t *testing.T) {
 	// The prefix regex written as one matches.
 	v := keylessVerifier(t, reg, policy.Validator{Host: inlineHost(t, ss), TrustRoots: []policy.TrustRoot{
 		{Name: "default", Keyless: &policy.Keyless{Issuer: ghIssuer, SubjectRegex: `https://github\.com/org/.*`}}}})
-	d := testimage.PushImage(t, repo+":prefix")
-	testimage.SignBundleKeyless(t, repo, d, ss, ciIdentity, testimage.KeylessOptions{})
+	d := imagetest.PushImage(t, repo+":prefix")
+	imagetest.SignBundleKeyless(t, repo, d, ss, ciIdentity, imagetest.KeylessOptions{})
 	wantAllowed(t, check(t, v, verify.Subject{Repository: repo, Digest: d}, policy.With{}), "default")
 }
 
@@ -85,7 +85,7 @@ func TestKeylessIdentityDenied(t *testing.T) {
 // one is refused; the integrated time of a verified Rekor entry is such a
 // time, and then the same signature is allowed.
 func TestKeylessExpiredCertificate(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	reg := newClient(t, registry.Options{})
 	repo := host + "/app"
 	ss := sigstoretest.New(t)
@@ -93,8 +93,8 @@ func TestKeylessExpiredCertificate(t *testing.T) {
 	issued := time.Now().Add(-time.Hour)
 	for _, f := range keylessFormats {
 		t.Run(f.name, func(t *testing.T) {
-			d := testimage.PushImage(t, repo+":expired-"+f.name)
-			f.sign(t, repo, d, ss, ciIdentity, testimage.KeylessOptions{
+			d := imagetest.PushImage(t, repo+":expired-"+f.name)
+			f.sign(t, repo, d, ss, ciIdentity, imagetest.KeylessOptions{
 				Cert:  sigstoretest.CertOptions{NotBefore: issued},
 				Entry: sigstoretest.EntryOptions{IntegratedTime: issued.Add(time.Minute)},
 			})
@@ -105,31 +105,31 @@ func TestKeylessExpiredCertificate(t *testing.T) {
 		})
 	}
 	// Logged after the certificate expired: the log's time does not help.
-	d := testimage.PushImage(t, repo+":logged-late")
-	testimage.SignBundleKeyless(t, repo, d, ss, ciIdentity, testimage.KeylessOptions{Cert: sigstoretest.CertOptions{NotBefore: issued}})
+	d := imagetest.PushImage(t, repo+":logged-late")
+	imagetest.SignBundleKeyless(t, repo, d, ss, ciIdentity, imagetest.KeylessOptions{Cert: sigstoretest.CertOptions{NotBefore: issued}})
 	wantDenied(t, check(t, v, verify.Subject{Repository: repo, Digest: d}, policy.With{TrustRoot: "ci"}), "transparency-log entry")
 }
 
 // With the log check on (the default), the signature needs a Rekor entry
 // that verifies with the configured key and is for this very signature.
 func TestKeylessTransparencyLogDenied(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	reg := newClient(t, registry.Options{})
 	repo := host + "/app"
 	ss := sigstoretest.New(t)
 	v := keylessVerifier(t, reg, policy.Validator{Host: inlineHost(t, ss), TrustRoots: []policy.TrustRoot{ciRoot}})
 	cases := []struct {
 		name string
-		opts testimage.KeylessOptions
+		opts imagetest.KeylessOptions
 	}{
-		{"entry missing", testimage.KeylessOptions{NoEntry: true}},
-		{"SET forged", testimage.KeylessOptions{Entry: sigstoretest.EntryOptions{SETKey: sigstoretest.NewKey(t)}}},
-		{"entry of another signature", testimage.KeylessOptions{EntryOfOther: true}},
+		{"entry missing", imagetest.KeylessOptions{NoEntry: true}},
+		{"SET forged", imagetest.KeylessOptions{Entry: sigstoretest.EntryOptions{SETKey: sigstoretest.NewKey(t)}}},
+		{"entry of another signature", imagetest.KeylessOptions{EntryOfOther: true}},
 	}
 	for _, f := range keylessFormats {
 		for i, c := range cases {
 			t.Run(f.name+"/"+c.name, func(t *testing.T) {
-				d := testimage.PushImage(t, repo+":"+f.name+"-"+string(rune('a'+i)))
+				d := imagetest.PushImage(t, repo+":"+f.name+"-"+string(rune('a'+i)))
 				f.sign(t, repo, d, ss, ciIdentity, c.opts)
 				wantDenied(t, check(t, v, verify.Subject{Repository: repo, Digest: d}, policy.With{TrustRoot: "ci"}),
 					"no transparency-log entry verified with the configured Rekor key")
@@ -138,8 +138,8 @@ func TestKeylessTransparencyLogDenied(t *testing.T) {
 	}
 	// The switch is real: off, a signature with no entry (and a valid
 	// certificate) is allowed.
-	d := testimage.PushImage(t, repo+":no-entry-tlog-off")
-	testimage.SignLegacyKeyless(t, repo, d, ss, ciIdentity, testimage.KeylessOptions{NoEntry: true})
+	d := imagetest.PushImage(t, repo+":no-entry-tlog-off")
+	imagetest.SignLegacyKeyless(t, repo, d, ss, ciIdentity, imagetest.KeylessOptions{NoEntry: true})
 	wantAllowed(t, check(t, v, verify.Subject{Repository: repo, Digest: d}, policy.With{TrustRoot: "ci", VerifyInTransparencyLog: boolp(false)}), "ci")
 }
 
@@ -147,17 +147,17 @@ func TestKeylessTransparencyLogDenied(t *testing.T) {
 // signed by the configured CT log key; off, a certificate without one is
 // allowed.
 func TestKeylessSCT(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	reg := newClient(t, registry.Options{})
 	repo := host + "/app"
 	ss := sigstoretest.New(t)
 	v := keylessVerifier(t, reg, policy.Validator{Host: inlineHost(t, ss), TrustRoots: []policy.TrustRoot{ciRoot}})
 	for _, f := range keylessFormats {
 		t.Run(f.name, func(t *testing.T) {
-			missing := testimage.PushImage(t, repo+":no-sct-"+f.name)
-			f.sign(t, repo, missing, ss, ciIdentity, testimage.KeylessOptions{Cert: sigstoretest.CertOptions{NoSCT: true}})
-			forged := testimage.PushImage(t, repo+":forged-sct-"+f.name)
-			f.sign(t, repo, forged, ss, ciIdentity, testimage.KeylessOptions{Cert: sigstoretest.CertOptions{SCTKey: sigstoretest.NewKey(t)}})
+			missing := imagetest.PushImage(t, repo+":no-sct-"+f.name)
+			f.sign(t, repo, missing, ss, ciIdentity, imagetest.KeylessOptions{Cert: sigstoretest.CertOptions{NoSCT: true}})
+			forged := imagetest.PushImage(t, repo+":forged-sct-"+f.name)
+			f.sign(t, repo, forged, ss, ciIdentity, imagetest.KeylessOptions{Cert: sigstoretest.CertOptions{SCTKey: sigstoretest.NewKey(t)}})
 			on := policy.With{TrustRoot: "ci"}
 			off := policy.With{TrustRoot: "ci", VerifySCT: boolp(false)}
 			for _, d := range []string{missing, forged} {
@@ -170,18 +170,18 @@ func TestKeylessSCT(t *testing.T) {
 
 // The material may come from a Sigstore trusted_root.json alone.
 func TestKeylessTrustedRootFile(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	reg := newClient(t, registry.Options{})
 	repo := host + "/app"
 	ss := sigstoretest.New(t)
 	v := keylessVerifier(t, reg, policy.Validator{TrustedRoot: ss.WriteTrustedRoot(t), TrustRoots: []policy.TrustRoot{ciRoot}})
 	for _, f := range keylessFormats {
 		t.Run(f.name, func(t *testing.T) {
-			d := testimage.PushImage(t, repo+":file-"+f.name)
-			f.sign(t, repo, d, ss, ciIdentity, testimage.KeylessOptions{})
+			d := imagetest.PushImage(t, repo+":file-"+f.name)
+			f.sign(t, repo, d, ss, ciIdentity, imagetest.KeylessOptions{})
 			wantAllowed(t, check(t, v, verify.Subject{Repository: repo, Digest: d}, policy.With{TrustRoot: "ci"}), "ci")
-			forged := testimage.PushImage(t, repo+":file-forged-"+f.name)
-			f.sign(t, repo, forged, ss, ciIdentity, testimage.KeylessOptions{Entry: sigstoretest.EntryOptions{SETKey: sigstoretest.NewKey(t)}})
+			forged := imagetest.PushImage(t, repo+":file-forged-"+f.name)
+			f.sign(t, repo, forged, ss, ciIdentity, imagetest.KeylessOptions{Entry: sigstoretest.EntryOptions{SETKey: sigstoretest.NewKey(t)}})
 			wantDenied(t, check(t, v, verify.Subject{Repository: repo, Digest: forged}, policy.With{TrustRoot: "ci"}), "no transparency-log entry verified")
 		})
 	}
@@ -190,15 +190,15 @@ func TestKeylessTrustedRootFile(t *testing.T) {
 // A certificate from another CA (with its own, genuine, log and CT log)
 // does not chain to the configured Fulcio root.
 func TestKeylessOtherCADenied(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	reg := newClient(t, registry.Options{})
 	repo := host + "/app"
 	ss, other := sigstoretest.New(t), sigstoretest.New(t)
 	v := keylessVerifier(t, reg, policy.Validator{Host: inlineHost(t, ss), TrustRoots: []policy.TrustRoot{ciRoot}})
 	for _, f := range keylessFormats {
 		t.Run(f.name, func(t *testing.T) {
-			d := testimage.PushImage(t, repo+":other-ca-"+f.name)
-			f.sign(t, repo, d, other, ciIdentity, testimage.KeylessOptions{})
+			d := imagetest.PushImage(t, repo+":other-ca-"+f.name)
+			f.sign(t, repo, d, other, ciIdentity, imagetest.KeylessOptions{})
 			// The logs' checks off, so that only the chain is in question.
 			wantDenied(t, check(t, v, verify.Subject{Repository: repo, Digest: d}, policy.With{TrustRoot: "ci", VerifyInTransparencyLog: boolp(false), VerifySCT: boolp(false)}),
 				"certificate does not chain to the configured Fulcio CA")
@@ -209,21 +209,21 @@ func TestKeylessOtherCADenied(t *testing.T) {
 // A key-signed signature does not count for a keyless root, nor a keyless
 // one for a key root; each counts for its own in one validator.
 func TestKeylessAndKeyRoots(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	reg := newClient(t, registry.Options{})
 	repo := host + "/app"
 	ss := sigstoretest.New(t)
-	signer := testimage.NewSigner(t, testimage.ECDSAP256)
+	signer := imagetest.NewSigner(t, imagetest.ECDSAP256)
 	v := keylessVerifier(t, reg, policy.Validator{Host: inlineHost(t, ss), TrustRoots: []policy.TrustRoot{
 		ciRoot, {Name: "key", Key: signer.PublicKeyPEM()},
 	}})
 	for i, f := range keylessFormats {
 		t.Run(f.name, func(t *testing.T) {
-			d := testimage.PushImage(t, repo+":mixed-"+f.name)
-			formats[i].sign(t, repo, d, signer, testimage.SignOptions{})
+			d := imagetest.PushImage(t, repo+":mixed-"+f.name)
+			formats[i].sign(t, repo, d, signer, imagetest.SignOptions{})
 			s := verify.Subject{Repository: repo, Digest: d}
 			wantDenied(t, check(t, v, s, policy.With{TrustRoot: "ci"}), `none verified with trust root "ci"`)
-			f.sign(t, repo, d, ss, ciIdentity, testimage.KeylessOptions{})
+			f.sign(t, repo, d, ss, ciIdentity, imagetest.KeylessOptions{})
 			wantAllowed(t, check(t, v, s, policy.With{TrustRoot: policy.AllTrustRoots}), "ci", "key")
 		})
 	}

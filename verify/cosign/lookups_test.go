@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
@@ -49,15 +49,15 @@ func count(paths []string, sub string) int {
 // costs the chain check and the .sig manifest, no referrers list, and no
 // payload blob either, cosign's default payload being known to the byte.
 func TestHintedLookupCostsTwoRequests(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	signer := testimage.NewSigner(t, testimage.ECDSAP256)
+	signer := imagetest.NewSigner(t, imagetest.ECDSAP256)
 	rec := &recorder{next: http.DefaultTransport.(*http.Transport).Clone()}
 	v := newVerifier(t, newClient(t, registry.Options{Transport: rec}), root{"default", signer})
 
 	for i, kind := range []string{"first", "second", "third"} {
-		img := testimage.PushImageConfig(t, repo+":"+kind)
-		testimage.SignLegacy(t, repo, img.Digest, signer, testimage.SignOptions{})
+		img := imagetest.PushImageConfig(t, repo+":"+kind)
+		imagetest.SignLegacy(t, repo, img.Digest, signer, imagetest.SignOptions{})
 		rec.take()
 		wantAllowed(t, check(t, v, verify.Subject{Repository: repo, Digest: img.Digest, ConfigDigest: img.ConfigDigest}, policy.With{}), "default")
 		paths := rec.take()
@@ -74,24 +74,24 @@ func TestHintedLookupCostsTwoRequests(t *testing.T) {
 // A hint only orders the lookups: what the first stage misses, the second
 // finds. Never a skipped format that could have met the policy.
 func TestHintNeverSkipsAFormat(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	alice := testimage.NewSigner(t, testimage.ECDSAP256)
-	bob := testimage.NewSigner(t, testimage.Ed25519)
+	alice := imagetest.NewSigner(t, imagetest.ECDSAP256)
+	bob := imagetest.NewSigner(t, imagetest.Ed25519)
 	rec := &recorder{next: http.DefaultTransport.(*http.Transport).Clone()}
 	v := newVerifier(t, newClient(t, registry.Options{Transport: rec}), root{"alice", alice}, root{"bob", bob})
-	subject := func(d testimage.Image) verify.Subject {
+	subject := func(d imagetest.Image) verify.Subject {
 		return verify.Subject{Repository: repo, Digest: d.Digest, ConfigDigest: d.ConfigDigest}
 	}
 
 	// The hint becomes "legacy".
-	legacy := testimage.PushImageConfig(t, repo+":legacy")
-	testimage.SignLegacy(t, repo, legacy.Digest, alice, testimage.SignOptions{})
+	legacy := imagetest.PushImageConfig(t, repo+":legacy")
+	imagetest.SignLegacy(t, repo, legacy.Digest, alice, imagetest.SignOptions{})
 	wantAllowed(t, check(t, v, subject(legacy), policy.With{TrustRoot: "alice"}), "alice")
 
 	// The publisher moved to bundles.
-	bundled := testimage.PushImageConfig(t, repo+":bundle")
-	testimage.SignBundle(t, repo, bundled.Digest, alice, testimage.SignOptions{})
+	bundled := imagetest.PushImageConfig(t, repo+":bundle")
+	imagetest.SignBundle(t, repo, bundled.Digest, alice, imagetest.SignOptions{})
 	rec.take()
 	wantAllowed(t, check(t, v, subject(bundled), policy.With{TrustRoot: "alice"}), "alice")
 	if paths := rec.take(); count(paths, ".sig") != 1 || count(paths, "/referrers/") != 1 {
@@ -99,20 +99,20 @@ func TestHintNeverSkipsAFormat(t *testing.T) {
 	}
 
 	// Two roots needed, one per format, after a hint of either.
-	both := testimage.PushImageConfig(t, repo+":both")
-	testimage.SignLegacy(t, repo, both.Digest, alice, testimage.SignOptions{})
-	testimage.SignBundle(t, repo, both.Digest, bob, testimage.SignOptions{})
+	both := imagetest.PushImageConfig(t, repo+":both")
+	imagetest.SignLegacy(t, repo, both.Digest, alice, imagetest.SignOptions{})
+	imagetest.SignBundle(t, repo, both.Digest, bob, imagetest.SignOptions{})
 	wantAllowed(t, check(t, v, subject(both), policy.With{TrustRoot: "*"}), "alice", "bob")
 
 	// A signature only on the platform manifest of an index (recursive),
 	// after a hint of the top-level digest.
-	idx := testimage.PushIndex(t, repo+":index")
-	testimage.SignLegacy(t, repo, idx.Platforms[0].Digest, alice, testimage.SignOptions{})
+	idx := imagetest.PushIndex(t, repo+":index")
+	imagetest.SignLegacy(t, repo, idx.Platforms[0].Digest, alice, imagetest.SignOptions{})
 	wantAllowed(t, check(t, v, verify.Subject{Repository: repo, Digest: idx.Digest, ConfigDigest: idx.Platforms[0].ConfigDigest},
 		policy.With{TrustRoot: "alice"}), "alice")
 
 	// Unsigned: every place is still looked at before the denial.
-	unsigned := testimage.PushImageConfig(t, repo+":unsigned")
+	unsigned := imagetest.PushImageConfig(t, repo+":unsigned")
 	rec.take()
 	wantDenied(t, check(t, v, subject(unsigned), policy.With{TrustRoot: "alice"}), "no cosign signature found")
 	if paths := rec.take(); count(paths, ".sig") != 1 || count(paths, "/referrers/") != 1 {
@@ -137,14 +137,14 @@ func TestHintsBounded(t *testing.T) {
 // A payload other than cosign's default for the digest (here one naming
 // another digest) is fetched and judged as ever.
 func TestUnexpectedPayloadIsFetched(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	signer := testimage.NewSigner(t, testimage.ECDSAP256)
+	signer := imagetest.NewSigner(t, imagetest.ECDSAP256)
 	rec := &recorder{next: http.DefaultTransport.(*http.Transport).Clone()}
 	v := newVerifier(t, newClient(t, registry.Options{Transport: rec}), root{"default", signer})
-	img := testimage.PushImage(t, repo+":v1")
-	other := testimage.PushImage(t, repo+":other")
-	testimage.SignLegacy(t, repo, img, signer, testimage.SignOptions{PayloadDigest: other})
+	img := imagetest.PushImage(t, repo+":v1")
+	other := imagetest.PushImage(t, repo+":other")
+	imagetest.SignLegacy(t, repo, img, signer, imagetest.SignOptions{PayloadDigest: other})
 	rec.take()
 	wantDenied(t, check(t, v, verify.Subject{Repository: repo, Digest: img}, policy.With{}), "signature names digest "+other)
 	if paths := rec.take(); count(paths, "/blobs/") != 1 {

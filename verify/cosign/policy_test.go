@@ -3,7 +3,7 @@ package cosign
 import (
 	"testing"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
@@ -11,18 +11,18 @@ import (
 
 // Three roots; alice and bob sign (one format each), carol does not.
 func TestThresholdAndRequired(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	alice := testimage.NewSigner(t, testimage.ECDSAP256)
-	bob := testimage.NewSigner(t, testimage.Ed25519)
-	carol := testimage.NewSigner(t, testimage.ECDSAP384)
+	alice := imagetest.NewSigner(t, imagetest.ECDSAP256)
+	bob := imagetest.NewSigner(t, imagetest.Ed25519)
+	carol := imagetest.NewSigner(t, imagetest.ECDSAP384)
 	v := newVerifier(t, newClient(t, registry.Options{}), root{"alice", alice}, root{"bob", bob}, root{"carol", carol})
 
-	both := testimage.PushImage(t, repo+":both")
-	testimage.SignLegacy(t, repo, both, alice, testimage.SignOptions{})
-	testimage.SignBundle(t, repo, both, bob, testimage.SignOptions{})
-	onlyAlice := testimage.PushImage(t, repo+":alice")
-	testimage.SignBundle(t, repo, onlyAlice, alice, testimage.SignOptions{})
+	both := imagetest.PushImage(t, repo+":both")
+	imagetest.SignLegacy(t, repo, both, alice, imagetest.SignOptions{})
+	imagetest.SignBundle(t, repo, both, bob, imagetest.SignOptions{})
+	onlyAlice := imagetest.PushImage(t, repo+":alice")
+	imagetest.SignBundle(t, repo, onlyAlice, alice, imagetest.SignOptions{})
 
 	for _, tc := range []struct {
 		name    string
@@ -49,7 +49,7 @@ func TestThresholdAndRequired(t *testing.T) {
 			`2 signatures found, none verified with trust root "carol": `},
 		{"default root missing", both, policy.With{}, false,
 			`trust root "default" is not defined in cosign validator "cosign-test"`},
-		{"zero threshold still needs a signature", testimage.PushImage(t, repo+":unsigned"), policy.With{TrustRoot: "*", Threshold: intp(0)}, false,
+		{"zero threshold still needs a signature", imagetest.PushImage(t, repo+":unsigned"), policy.With{TrustRoot: "*", Threshold: intp(0)}, false,
 			"no cosign signature found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,7 +64,7 @@ func TestThresholdAndRequired(t *testing.T) {
 	}
 
 	// All three sign: "*" without threshold is met.
-	testimage.SignLegacy(t, repo, both, carol, testimage.SignOptions{})
+	imagetest.SignLegacy(t, repo, both, carol, imagetest.SignOptions{})
 	wantAllowed(t, check(t, v, verify.Subject{Repository: repo, Digest: both}, policy.With{TrustRoot: "*"}), "alice", "bob", "carol")
 }
 
@@ -77,7 +77,7 @@ func TestNewRejectsBadValidators(t *testing.T) {
 	if _, err := New(keyless, reg); err == nil {
 		t.Error("a keyless trust root was accepted")
 	}
-	if _, err := New(newValidator(t, root{"default", testimage.NewSigner(t, testimage.ECDSAP256)}), nil); err == nil {
+	if _, err := New(newValidator(t, root{"default", imagetest.NewSigner(t, imagetest.ECDSAP256)}), nil); err == nil {
 		t.Error("a nil registry client was accepted")
 	}
 }

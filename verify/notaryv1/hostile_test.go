@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/notarytest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 )
 
 // TestHostileServer: whatever a notary server answers, the validator
@@ -16,7 +16,7 @@ import (
 // answers come from a real notary-server; each case spoils one file.
 func TestHostileServer(t *testing.T) {
 	w := newWorld(t)
-	img := testimage.PushImageConfig(t, w.reg+"/app:v1")
+	img := imagetest.PushImageConfig(t, w.reg+"/app:v1")
 	repo := w.srv.NewRepo(t, w.reg+"/app", notarytest.ECDSA)
 	repo.Sign("v1", img.Digest)
 	real := proxyTo(t, w.srv)

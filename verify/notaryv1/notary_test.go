@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/notarytest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 )
@@ -21,10 +21,10 @@ type world struct {
 }
 
 func newWorld(t *testing.T) *world {
-	return &world{reg: testimage.StartRegistry(t), srv: notarytest.Start(t)}
+	return &world{reg: imagetest.StartRegistry(t), srv: notarytest.Start(t)}
 }
 
-func (w *world) subject(repo string, img testimage.Image) verify.Subject {
+func (w *world) subject(repo string, img imagetest.Image) verify.Subject {
 	return verify.Subject{Repository: w.reg + "/" + repo, Digest: img.Digest, ConfigDigest: img.ConfigDigest}
 }
 
@@ -35,22 +35,22 @@ func TestVerify(t *testing.T) {
 	h := w.reg
 
 	// app: root ECDSA, tags in the targets role.
-	v1 := testimage.PushImageConfig(t, h+"/app:v1")
-	unsigned := testimage.PushImageConfig(t, h+"/app:v2")
-	signedV3 := testimage.PushImageConfig(t, h+"/app:v3")
+	v1 := imagetest.PushImageConfig(t, h+"/app:v1")
+	unsigned := imagetest.PushImageConfig(t, h+"/app:v2")
+	signedV3 := imagetest.PushImageConfig(t, h+"/app:v3")
 	app := w.srv.NewRepo(t, h+"/app", notarytest.ECDSA)
 	app.Sign("v1", v1.Digest)
 	app.Sign("v3", signedV3.Digest)
 	// v3 is then pushed again: the registry's v3 is no longer what was signed.
-	repushedV3 := testimage.PushImageConfig(t, h+"/app:v3")
+	repushedV3 := imagetest.PushImageConfig(t, h+"/app:v3")
 
 	// rsa: root RSA.
-	rsaImg := testimage.PushImageConfig(t, h+"/rsa:v1")
+	rsaImg := imagetest.PushImageConfig(t, h+"/rsa:v1")
 	rsaRepo := w.srv.NewRepo(t, h+"/rsa", notarytest.RSA)
 	rsaRepo.Sign("v1", rsaImg.Digest)
 
 	// never: pushed, never signed.
-	never := testimage.PushImageConfig(t, h+"/never:v1")
+	never := imagetest.PushImageConfig(t, h+"/never:v1")
 
 	appKey := key{"default", app.RootKeyPEM()}
 	url := w.srv.URL
@@ -127,9 +127,9 @@ func TestVerify(t *testing.T) {
 func TestDelegations(t *testing.T) {
 	w := newWorld(t)
 	h := w.reg
-	released := testimage.PushImageConfig(t, h+"/team/app:v1")
-	devOnly := testimage.PushImageConfig(t, h+"/team/app:dev")
-	both := testimage.PushImageConfig(t, h+"/team/app:v2")
+	released := imagetest.PushImageConfig(t, h+"/team/app:v1")
+	devOnly := imagetest.PushImageConfig(t, h+"/team/app:dev")
+	both := imagetest.PushImageConfig(t, h+"/team/app:v2")
 	repo := w.srv.NewRepo(t, h+"/team/app", notarytest.ECDSA)
 	repo.AddDelegation("releases")
 	repo.AddDelegation("dev")
@@ -140,7 +140,7 @@ func TestDelegations(t *testing.T) {
 
 	cases := []struct {
 		name, with string
-		img        testimage.Image
+		img        imagetest.Image
 		allowed    bool
 		reason     []string
 	}{
@@ -174,7 +174,7 @@ func TestDelegations(t *testing.T) {
 // timestamp would otherwise keep a withdrawn signature valid for weeks.
 func TestServerDown(t *testing.T) {
 	w := newWorld(t)
-	img := testimage.PushImageConfig(t, w.reg+"/app:v1")
+	img := imagetest.PushImageConfig(t, w.reg+"/app:v1")
 	repo := w.srv.NewRepo(t, w.reg+"/app", notarytest.ECDSA)
 	repo.Sign("v1", img.Digest)
 	v, with := newValidator(t, w.srv.URL, "", key{"default", repo.RootKeyPEM()})
@@ -202,7 +202,7 @@ func TestServerDown(t *testing.T) {
 // only for the timestamp; the rest comes from the in-memory cache.
 func TestCacheAndRequests(t *testing.T) {
 	w := newWorld(t)
-	img := testimage.PushImageConfig(t, w.reg+"/app:v1")
+	img := imagetest.PushImageConfig(t, w.reg+"/app:v1")
 	repo := w.srv.NewRepo(t, w.reg+"/app", notarytest.ECDSA)
 	repo.Sign("v1", img.Digest)
 	v, with := newValidator(t, w.srv.URL, "", key{"default", repo.RootKeyPEM()})

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/notarytest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
 )
@@ -80,7 +80,7 @@ func (p *replayer) set(mode string) { p.mu.Lock(); p.mode = mode; p.mu.Unlock() 
 // tell (TUF's rollback protection lives in what the client remembers).
 func TestRollback(t *testing.T) {
 	w := newWorld(t)
-	old := testimage.PushImageConfig(t, w.reg+"/app:v1")
+	old := imagetest.PushImageConfig(t, w.reg+"/app:v1")
 	repo := w.srv.NewRepo(t, w.reg+"/app", notarytest.ECDSA)
 	repo.Sign("v1", old.Digest)
 	p := &replayer{next: proxyTo(t, w.srv), mode: "record", seen: map[string][]byte{}}
@@ -90,7 +90,7 @@ func TestRollback(t *testing.T) {
 
 	wantAllowed(t, check(t, newVerifier(t, v, Options{}), w.subject("app", old), with)) // records v1 state
 	p.set("pass")
-	newer := testimage.PushImageConfig(t, w.reg+"/app:v2")
+	newer := imagetest.PushImageConfig(t, w.reg+"/app:v2")
 	repo.Sign("v2", newer.Digest)
 	seenNew := newVerifier(t, v, Options{})
 	wantAllowed(t, check(t, seenNew, w.subject("app", newer), with))
@@ -105,7 +105,7 @@ func TestRollback(t *testing.T) {
 // credentials are the docker config entry of the notary server's host.
 func TestAuth(t *testing.T) {
 	w := newWorld(t)
-	img := testimage.PushImageConfig(t, w.reg+"/app:v1")
+	img := imagetest.PushImageConfig(t, w.reg+"/app:v1")
 	repo := w.srv.NewRepo(t, w.reg+"/app", notarytest.ECDSA)
 	repo.Sign("v1", img.Digest)
 	next := proxyTo(t, w.srv)
@@ -172,7 +172,7 @@ func TestAuth(t *testing.T) {
 // validator's cert, and not without it.
 func TestCert(t *testing.T) {
 	w := newWorld(t)
-	img := testimage.PushImageConfig(t, w.reg+"/app:v1")
+	img := imagetest.PushImageConfig(t, w.reg+"/app:v1")
 	repo := w.srv.NewRepo(t, w.reg+"/app", notarytest.ECDSA)
 	repo.Sign("v1", img.Digest)
 	front := httptest.NewTLSServer(proxyTo(t, w.srv))
@@ -193,7 +193,7 @@ func TestCert(t *testing.T) {
 // request timeout or the caller's deadline, and is an error.
 func TestSlowServer(t *testing.T) {
 	w := newWorld(t)
-	img := testimage.PushImageConfig(t, w.reg+"/app:v1")
+	img := imagetest.PushImageConfig(t, w.reg+"/app:v1")
 	repo := w.srv.NewRepo(t, w.reg+"/app", notarytest.ECDSA)
 	repo.Sign("v1", img.Digest)
 	front := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
@@ -228,8 +228,8 @@ func TestSlowServer(t *testing.T) {
 // (run with -race).
 func TestConcurrent(t *testing.T) {
 	w := newWorld(t)
-	a := testimage.PushImageConfig(t, w.reg+"/app:a")
-	b := testimage.PushImageConfig(t, w.reg+"/app:b")
+	a := imagetest.PushImageConfig(t, w.reg+"/app:a")
+	b := imagetest.PushImageConfig(t, w.reg+"/app:b")
 	repo := w.srv.NewRepo(t, w.reg+"/app", notarytest.ECDSA)
 	repo.Sign("a", a.Digest)
 	v, with := newValidator(t, w.srv.URL, "", key{"default", repo.RootKeyPEM()})

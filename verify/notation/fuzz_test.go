@@ -17,7 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 )
 
@@ -48,14 +48,14 @@ func FuzzEnvelope(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, mt := range []string{testimage.NotationJWS, testimage.NotationCOSE} {
+	for _, mt := range []string{imagetest.NotationJWS, imagetest.NotationCOSE} {
 		env, _, err := gs.Sign(context.Background(), target, notationgo.SignerSignOptions{SignatureMediaType: mt})
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(env, mt == testimage.NotationCOSE)
+		f.Add(env, mt == imagetest.NotationCOSE)
 	}
-	r, _, err := newRoot(0, policy.TrustRoot{Name: "default", Cert: testimage.NotationCertPEM(ca)})
+	r, _, err := newRoot(0, policy.TrustRoot{Name: "default", Cert: imagetest.NotationCertPEM(ca)})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -64,9 +64,9 @@ func FuzzEnvelope(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, env []byte, useCOSE bool) {
-		mt := testimage.NotationJWS
+		mt := imagetest.NotationJWS
 		if useCOSE {
-			mt = testimage.NotationCOSE
+			mt = imagetest.NotationCOSE
 		}
 		o, err := verifyEnvelope(context.Background(), nv, target, env, notationgo.VerifierVerifyOptions{
 			ArtifactReference: "reg.example/app@" + target.Digest.String(), SignatureMediaType: mt,

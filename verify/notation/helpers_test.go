@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
@@ -16,17 +16,17 @@ import (
 // The identity the tests pin, and a signer subject that matches it.
 const pinned = "x509.subject: C=US, ST=WA, O=Example, CN=release"
 
-var release = testimage.NotationSubject("Example", "release")
+var release = imagetest.NotationSubject("Example", "release")
 
 // envelope is one of the two formats notation signs with.
 type envelope struct{ name, mediaType string }
 
-var envelopes = []envelope{{"jws", testimage.NotationJWS}, {"cose", testimage.NotationCOSE}}
+var envelopes = []envelope{{"jws", imagetest.NotationJWS}, {"cose", imagetest.NotationCOSE}}
 
 // tr pairs a trust root name with the CA whose certificate it holds.
 type tr struct {
 	name string
-	ca   *testimage.NotationCA
+	ca   *imagetest.NotationCA
 }
 
 func newValidator(roots ...tr) *policy.Validator {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
@@ -15,15 +15,15 @@ import (
 // accepted in both envelope formats; pinning the organisation (a subset
 // of the subject) or "*" accepts it too.
 func TestPinnedIdentityAllowed(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
 	signer := ca.Issue(t, release, time.Time{}, time.Time{})
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
 	for _, e := range envelopes {
 		t.Run(e.name, func(t *testing.T) {
-			d := testimage.PushImage(t, repo+":"+e.name)
-			testimage.SignNotation(t, repo, d, signer, testimage.NotationSignOptions{MediaType: e.mediaType})
+			d := imagetest.PushImage(t, repo+":"+e.name)
+			imagetest.SignNotation(t, repo, d, signer, imagetest.NotationSignOptions{MediaType: e.mediaType})
 			s := verify.Subject{Repository: repo, Digest: d}
 			wantAllowed(t, verifyOnce(t, v, s, with("")), []string{"default"}, "signed by trust roots [default] (threshold 1, level strict)")
 			wantAllowed(t, verifyOnce(t, v, s, with(LevelStrict, "x509.subject: C=US, ST=WA, O=Example")), []string{"default"})
@@ -35,15 +35,15 @@ func TestPinnedIdentityAllowed(t *testing.T) {
 // The point of the validator: a certificate the trusted CA issued to
 // someone else does not pass for the pinned signer.
 func TestUnpinnedIdentityDenied(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
-	intruder := ca.Issue(t, testimage.NotationSubject("Example", "intruder"), time.Time{}, time.Time{})
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
+	intruder := ca.Issue(t, imagetest.NotationSubject("Example", "intruder"), time.Time{}, time.Time{})
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
 	for _, e := range envelopes {
 		t.Run(e.name, func(t *testing.T) {
-			d := testimage.PushImage(t, repo+":"+e.name)
-			testimage.SignNotation(t, repo, d, intruder, testimage.NotationSignOptions{MediaType: e.mediaType})
+			d := imagetest.PushImage(t, repo+":"+e.name)
+			imagetest.SignNotation(t, repo, d, intruder, imagetest.NotationSignOptions{MediaType: e.mediaType})
 			got := verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(LevelPermissive))
 			wantDenied(t, got, `1 notation signature found, none verified with trust root "default"`,
 				`signer "CN=intruder,O=Example,ST=WA,C=US" is not a trusted identity`, pinned)
@@ -58,13 +58,13 @@ func TestUnpinnedIdentityDenied(t *testing.T) {
 // A signer with the pinned subject, but a certificate from another CA,
 // is not trusted.
 func TestOtherCADenied(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
-	rogue := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
+	rogue := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
-	d := testimage.PushImage(t, repo+":v1")
-	testimage.SignNotation(t, repo, d, rogue.Issue(t, release, time.Time{}, time.Time{}), testimage.NotationSignOptions{})
+	d := imagetest.PushImage(t, repo+":v1")
+	imagetest.SignNotation(t, repo, d, rogue.Issue(t, release, time.Time{}, time.Time{}), imagetest.NotationSignOptions{})
 	got := verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(""))
 	wantDenied(t, got, `signer "CN=release,O=Example,ST=WA,C=US" has a certificate chain that leads to no certificate of trust root "default"`)
 }
@@ -72,16 +72,16 @@ func TestOtherCADenied(t *testing.T) {
 // A genuine signature of image A, attached to image B by someone with push
 // access, does not admit B.
 func TestReplayedSignatureDenied(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
-	a := testimage.PushImage(t, repo+":a")
-	b := testimage.PushImage(t, repo+":b")
-	testimage.SignNotation(t, repo, a, ca.Issue(t, release, time.Time{}, time.Time{}), testimage.NotationSignOptions{})
+	a := imagetest.PushImage(t, repo+":a")
+	b := imagetest.PushImage(t, repo+":b")
+	imagetest.SignNotation(t, repo, a, ca.Issue(t, release, time.Time{}, time.Time{}), imagetest.NotationSignOptions{})
 	wantAllowed(t, verifyOnce(t, v, verify.Subject{Repository: repo, Digest: a}, with("")), []string{"default"})
 
-	testimage.CopySignatures(t, repo, a, b)
+	imagetest.CopySignatures(t, repo, a, b)
 	for _, level := range []string{LevelStrict, LevelAudit} {
 		got := verifyOnce(t, v, verify.Subject{Repository: repo, Digest: b}, with(level))
 		wantDenied(t, got, "names "+a, "not "+b)
@@ -89,14 +89,14 @@ func TestReplayedSignatureDenied(t *testing.T) {
 }
 
 func TestUnsignedDenied(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
-	d := testimage.PushImage(t, repo+":unsigned")
+	d := imagetest.PushImage(t, repo+":unsigned")
 	for _, level := range []string{LevelStrict, LevelAudit} {
 		got := verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(level))
-		wantDenied(t, got, "no notation signature found for "+d, testimage.NotationArtifactType)
+		wantDenied(t, got, "no notation signature found for "+d, imagetest.NotationArtifactType)
 	}
 	// An image the registry does not have is unsigned too, and says so.
 	missing := "sha256:" + "ab0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
@@ -107,12 +107,12 @@ func TestUnsignedDenied(t *testing.T) {
 // A signature whose signed payload was changed fails its integrity check,
 // which every level enforces.
 func TestTamperedDenied(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
-	d := testimage.PushImage(t, repo+":v1")
-	testimage.SignNotation(t, repo, d, ca.Issue(t, release, time.Time{}, time.Time{}), testimage.NotationSignOptions{Tamper: true})
+	d := imagetest.PushImage(t, repo+":v1")
+	imagetest.SignNotation(t, repo, d, ca.Issue(t, release, time.Time{}, time.Time{}), imagetest.NotationSignOptions{Tamper: true})
 	for _, level := range []string{LevelStrict, LevelAudit} {
 		got := verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(level))
 		wantDenied(t, got, "does not verify", "signature is invalid")
@@ -123,16 +123,16 @@ func TestTamperedDenied(t *testing.T) {
 // strict denies; permissive and audit admit and say what they only logged,
 // as the Notary Project's levels specify.
 func TestExpiredCertificate(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
 	now := time.Now()
 	expired := ca.Issue(t, release, now.Add(-3*time.Hour), now.Add(-time.Hour))
 	for _, e := range envelopes {
 		t.Run(e.name, func(t *testing.T) {
-			d := testimage.PushImage(t, repo+":"+e.name)
-			testimage.SignNotation(t, repo, d, expired, testimage.NotationSignOptions{MediaType: e.mediaType, SigningTime: now.Add(-2 * time.Hour)})
+			d := imagetest.PushImage(t, repo+":"+e.name)
+			imagetest.SignNotation(t, repo, d, expired, imagetest.NotationSignOptions{MediaType: e.mediaType, SigningTime: now.Add(-2 * time.Hour)})
 			s := verify.Subject{Repository: repo, Digest: d}
 			wantDenied(t, verifyOnce(t, v, s, with(LevelStrict)), "authenticTimestamp", "validity period", "expired")
 			for _, level := range []string{LevelPermissive, LevelAudit} {
@@ -145,13 +145,13 @@ func TestExpiredCertificate(t *testing.T) {
 
 // A signature past its own expiry: the same levels apply.
 func TestExpiredSignature(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
-	d := testimage.PushImage(t, repo+":v1")
-	testimage.SignNotation(t, repo, d, ca.Issue(t, release, time.Time{}, time.Time{}),
-		testimage.NotationSignOptions{SigningTime: time.Now().Add(-2 * time.Hour), Expiry: time.Hour})
+	d := imagetest.PushImage(t, repo+":v1")
+	imagetest.SignNotation(t, repo, d, ca.Issue(t, release, time.Time{}, time.Time{}),
+		imagetest.NotationSignOptions{SigningTime: time.Now().Add(-2 * time.Hour), Expiry: time.Hour})
 	s := verify.Subject{Repository: repo, Digest: d}
 	wantDenied(t, verifyOnce(t, v, s, with(LevelStrict)), "expiry: digital signature has expired")
 	wantAllowed(t, verifyOnce(t, v, s, with(LevelPermissive)), []string{"default"}, "logged, not enforced at level permissive: expiry")
@@ -160,21 +160,21 @@ func TestExpiredSignature(t *testing.T) {
 // Level audit enforces integrity and the binding to the digest only: an
 // untrusted signer is admitted, and the verdict says so.
 func TestAuditLevel(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
-	rogue := testimage.NewNotationCA(t, testimage.NotationSubject("Rogue", "Rogue Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
+	rogue := imagetest.NewNotationCA(t, imagetest.NotationSubject("Rogue", "Rogue Root"))
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
 
-	d := testimage.PushImage(t, repo+":intruder")
-	testimage.SignNotation(t, repo, d, ca.Issue(t, testimage.NotationSubject("Example", "intruder"), time.Time{}, time.Time{}), testimage.NotationSignOptions{})
+	d := imagetest.PushImage(t, repo+":intruder")
+	imagetest.SignNotation(t, repo, d, ca.Issue(t, imagetest.NotationSubject("Example", "intruder"), time.Time{}, time.Time{}), imagetest.NotationSignOptions{})
 	s := verify.Subject{Repository: repo, Digest: d}
 	wantDenied(t, verifyOnce(t, v, s, with(LevelStrict)), "is not a trusted identity")
 	wantAllowed(t, verifyOnce(t, v, s, with(LevelAudit)), nil,
 		"admitted at verification level audit", `signer "CN=intruder,O=Example,ST=WA,C=US" is not a trusted identity`)
 
-	d = testimage.PushImage(t, repo+":rogue")
-	testimage.SignNotation(t, repo, d, rogue.Issue(t, release, time.Time{}, time.Time{}), testimage.NotationSignOptions{})
+	d = imagetest.PushImage(t, repo+":rogue")
+	imagetest.SignNotation(t, repo, d, rogue.Issue(t, release, time.Time{}, time.Time{}), imagetest.NotationSignOptions{})
 	s = verify.Subject{Repository: repo, Digest: d}
 	wantDenied(t, verifyOnce(t, v, s, with(LevelPermissive)), "leads to no certificate")
 	wantAllowed(t, verifyOnce(t, v, s, with(LevelAudit)), nil, "admitted at verification level audit", "leads to no certificate")
@@ -183,14 +183,14 @@ func TestAuditLevel(t *testing.T) {
 // trustRoot "*" needs every root, as for cosign; threshold and required
 // narrow that.
 func TestThresholdAndRequired(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	caA := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Root A"))
-	caB := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Root B"))
+	caA := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Root A"))
+	caB := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Root B"))
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"a", caA}, tr{"b", caB})
-	d := testimage.PushImage(t, repo+":v1")
+	d := imagetest.PushImage(t, repo+":v1")
 	s := verify.Subject{Repository: repo, Digest: d}
-	testimage.SignNotation(t, repo, d, caA.Issue(t, release, time.Time{}, time.Time{}), testimage.NotationSignOptions{})
+	imagetest.SignNotation(t, repo, d, caA.Issue(t, release, time.Time{}, time.Time{}), imagetest.NotationSignOptions{})
 
 	all := with("")
 	all.TrustRoot = policy.AllTrustRoots
@@ -211,7 +211,7 @@ func TestThresholdAndRequired(t *testing.T) {
 	auditAll.VerificationLevel = LevelAudit
 	wantAllowed(t, verifyOnce(t, v, s, auditAll), []string{"a"}, "admitted at verification level audit", "threshold 2 not met: signed by [a]")
 
-	testimage.SignNotation(t, repo, d, caB.Issue(t, release, time.Time{}, time.Time{}), testimage.NotationSignOptions{MediaType: testimage.NotationCOSE})
+	imagetest.SignNotation(t, repo, d, caB.Issue(t, release, time.Time{}, time.Time{}), imagetest.NotationSignOptions{MediaType: imagetest.NotationCOSE})
 	wantAllowed(t, verifyOnce(t, v, s, all), []string{"a", "b"}, "signed by trust roots [a b] (threshold 2")
 	wantAllowed(t, verifyOnce(t, v, s, needB), []string{"a", "b"})
 }
@@ -219,19 +219,19 @@ func TestThresholdAndRequired(t *testing.T) {
 // For a multi-platform image, a signature of the index or of the
 // container's platform manifest counts, as with cosign --recursive.
 func TestMultiArch(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
 	signer := ca.Issue(t, release, time.Time{}, time.Time{})
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
 
-	idx := testimage.PushIndex(t, repo+":index")
-	testimage.SignNotation(t, repo, idx.Digest, signer, testimage.NotationSignOptions{})
+	idx := imagetest.PushIndex(t, repo+":index")
+	imagetest.SignNotation(t, repo, idx.Digest, signer, imagetest.NotationSignOptions{})
 	arm := idx.Platforms[1]
 	wantAllowed(t, verifyOnce(t, v, verify.Subject{Repository: repo, Digest: idx.Digest, ConfigDigest: arm.ConfigDigest}, with("")), []string{"default"})
 
-	child := testimage.PushIndex(t, repo+":child")
-	testimage.SignNotation(t, repo, child.Platforms[0].Digest, signer, testimage.NotationSignOptions{})
+	child := imagetest.PushIndex(t, repo+":child")
+	imagetest.SignNotation(t, repo, child.Platforms[0].Digest, signer, imagetest.NotationSignOptions{})
 	s := verify.Subject{Repository: repo, Digest: child.Digest, ConfigDigest: child.Platforms[0].ConfigDigest}
 	wantAllowed(t, verifyOnce(t, v, s, with("")), []string{"default"})
 	// The other platform's container is not covered by that signature.
@@ -241,13 +241,13 @@ func TestMultiArch(t *testing.T) {
 
 // Only MaxSignatures referrers are examined, and the reason says so.
 func TestSignatureCap(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
 	v := newVerifier(t, newClient(t, registry.Options{MaxSignatures: 2}), tr{"default", ca})
-	d := testimage.PushImage(t, repo+":v1")
+	d := imagetest.PushImage(t, repo+":v1")
 	for range 3 {
-		testimage.SignNotation(t, repo, d, ca.Issue(t, testimage.NotationSubject("Example", "intruder"), time.Time{}, time.Time{}), testimage.NotationSignOptions{})
+		imagetest.SignNotation(t, repo, d, ca.Issue(t, imagetest.NotationSubject("Example", "intruder"), time.Time{}, time.Time{}), imagetest.NotationSignOptions{})
 	}
 	got := verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(""))
 	wantDenied(t, got, "2 notation signatures found", "(1 more signature over the cap not examined)")
@@ -256,11 +256,11 @@ func TestSignatureCap(t *testing.T) {
 // A registry that cannot be reached leaves the answer open: an error, not
 // a verdict.
 func TestRegistryDownIsError(t *testing.T) {
-	srv := testimage.StartRegistryServer(t, nil)
+	srv := imagetest.StartRegistryServer(t, nil)
 	host := srv.Listener.Addr().String()
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
-	d := testimage.PushImage(t, repo+":v1")
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
+	d := imagetest.PushImage(t, repo+":v1")
 	v := newVerifier(t, newClient(t, registry.Options{Timeout: 2 * time.Second}), tr{"default", ca})
 	srv.Close()
 	got, err := v.Verify(t.Context(), verify.Subject{Repository: repo, Digest: d}, with(""))
@@ -273,12 +273,12 @@ func TestRegistryDownIsError(t *testing.T) {
 // A signature that needs a verification plugin is not verified: the node
 // runs no plugin, so it fails closed.
 func TestPluginSignatureDenied(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
-	d := testimage.PushImage(t, repo+":v1")
-	testimage.SignNotation(t, repo, d, ca.Issue(t, release, time.Time{}, time.Time{}), testimage.NotationSignOptions{Plugin: "com.example.plugin"})
+	d := imagetest.PushImage(t, repo+":v1")
+	imagetest.SignNotation(t, repo, d, ca.Issue(t, release, time.Time{}, time.Time{}), imagetest.NotationSignOptions{Plugin: "com.example.plugin"})
 	for _, level := range []string{LevelStrict, LevelAudit} {
 		wantDenied(t, verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(level)), `"CN=release,O=Example,ST=WA,C=US" needs verification plugin com.example.plugin, and the node runs no notation plugins`)
 	}
@@ -288,18 +288,18 @@ func TestPluginSignatureDenied(t *testing.T) {
 // RFC 3161 timestamp, which this signature lacks; "afterCertExpiry" asks
 // for one only once the signing certificate has expired.
 func TestTimestampRequired(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
-	tsa := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example TSA Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
+	tsa := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example TSA Root"))
 	val := newValidator(tr{"default", ca})
 	val.TrustRoots[0].TSCert = tsa.PEM()
 	v, err := New(val, newClient(t, registry.Options{}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := testimage.PushImage(t, repo+":v1")
-	testimage.SignNotation(t, repo, d, ca.Issue(t, release, time.Time{}, time.Time{}), testimage.NotationSignOptions{})
+	d := imagetest.PushImage(t, repo+":v1")
+	imagetest.SignNotation(t, repo, d, ca.Issue(t, release, time.Time{}, time.Time{}), imagetest.NotationSignOptions{})
 	s := verify.Subject{Repository: repo, Digest: d}
 	wantDenied(t, verifyOnce(t, v, s, with(LevelStrict)), "authenticTimestamp: no timestamp countersignature")
 	wantAllowed(t, verifyOnce(t, v, s, with(LevelPermissive)), []string{"default"}, "logged, not enforced at level permissive: authenticTimestamp: no timestamp")
@@ -312,28 +312,28 @@ func TestTimestampRequired(t *testing.T) {
 // is wrong with them, and a registry without the referrers API (the
 // sha256-<hex> tag fallback) is read too.
 func TestMalformedSignatures(t *testing.T) {
-	host := testimage.StartRegistryWithoutReferrers(t)
+	host := imagetest.StartRegistryWithoutReferrers(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
 	signer := ca.Issue(t, release, time.Time{}, time.Time{})
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
 	cases := []struct {
 		name, mediaType, envelope, want string
 	}{
-		{"garbage envelope", testimage.NotationJWS, "not an envelope", "does not verify"},
-		{"garbage cose", testimage.NotationCOSE, "\x00\x01", "does not verify"},
+		{"garbage envelope", imagetest.NotationJWS, "not an envelope", "does not verify"},
+		{"garbage cose", imagetest.NotationCOSE, "\x00\x01", "does not verify"},
 		{"wrong media type", "text/plain", "{}", `holds an envelope of media type "text/plain"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			d := testimage.PushImage(t, repo+":"+c.name[:5])
-			testimage.AttachNotation(t, repo, d, c.mediaType, []byte(c.envelope), signer.Chain)
+			d := imagetest.PushImage(t, repo+":"+c.name[:5])
+			imagetest.AttachNotation(t, repo, d, c.mediaType, []byte(c.envelope), signer.Chain)
 			wantDenied(t, verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(LevelAudit)), c.want)
 		})
 	}
 	t.Run("genuine", func(t *testing.T) {
-		d := testimage.PushImage(t, repo+":genuine")
-		testimage.SignNotation(t, repo, d, signer, testimage.NotationSignOptions{})
+		d := imagetest.PushImage(t, repo+":genuine")
+		imagetest.SignNotation(t, repo, d, signer, imagetest.NotationSignOptions{})
 		wantAllowed(t, verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with("")), []string{"default"})
 	})
 }
@@ -341,12 +341,12 @@ func TestMalformedSignatures(t *testing.T) {
 // Whoever signs chooses the certificate subject: a huge one does not make
 // a huge refusal message.
 func TestLongSubjectClipped(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
 	v := newVerifier(t, newClient(t, registry.Options{}), tr{"default", ca})
-	d := testimage.PushImage(t, repo+":v1")
-	testimage.SignNotation(t, repo, d, ca.Issue(t, testimage.NotationSubject(strings.Repeat("x", 20000), "intruder"), time.Time{}, time.Time{}), testimage.NotationSignOptions{})
+	d := imagetest.PushImage(t, repo+":v1")
+	imagetest.SignNotation(t, repo, d, ca.Issue(t, imagetest.NotationSubject(strings.Repeat("x", 20000), "intruder"), time.Time{}, time.Time{}), imagetest.NotationSignOptions{})
 	got := verifyOnce(t, v, verify.Subject{Repository: repo, Digest: d}, with(""))
 	wantDenied(t, got, "is not a trusted identity", "more bytes)")
 	if len(got.Reason) > 2048 {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
@@ -16,9 +16,9 @@ import (
 // A policy file in Connaisseur's shape, built into a verifier the way the
 // daemon builds it (validators.Builder), admits the pinned signer only.
 func TestPolicyFile(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := host + "/team/app"
-	ca := testimage.NewNotationCA(t, testimage.NotationSubject("Example", "Example Root"))
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
 	p, err := policy.Parse(fmt.Appendf(nil, `
 validators:
 - name: release
@@ -51,8 +51,8 @@ policy:
 		cn    string
 		allow bool
 	}{{"release", true}, {"someone-else", false}} {
-		d := testimage.PushImage(t, repo+":"+tc.cn)
-		testimage.SignNotation(t, repo, d, ca.Issue(t, testimage.NotationSubject("Example", tc.cn), time.Time{}, time.Time{}), testimage.NotationSignOptions{})
+		d := imagetest.PushImage(t, repo+":"+tc.cn)
+		imagetest.SignNotation(t, repo, d, ca.Issue(t, imagetest.NotationSubject("Example", tc.cn), time.Time{}, time.Time{}), imagetest.NotationSignOptions{})
 		got, err := v.Verify(t.Context(), verify.Subject{Repository: repo, Digest: d}, m.Rule.With)
 		if err != nil {
 			t.Fatal(err)

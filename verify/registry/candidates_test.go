@@ -6,14 +6,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
 func TestCandidates(t *testing.T) {
-	srv := testimage.StartRegistryServer(t, nil)
+	srv := imagetest.StartRegistryServer(t, nil)
 	repo := mustRepo(t, strings.TrimPrefix(srv.URL, "http://")+"/app")
-	img := testimage.PushImageConfig(t, repo.String()+":single")
-	idx := testimage.PushIndex(t, repo.String()+":multi")
+	img := imagetest.PushImageConfig(t, repo.String()+":single")
+	idx := imagetest.PushIndex(t, repo.String()+":multi")
 	amd, arm := idx.Platforms[0], idx.Platforms[1]
 	c := newClient(t, Options{})
 	ctx := context.Background()
@@ -56,9 +56,9 @@ func TestCandidates(t *testing.T) {
 
 // Only the entries up to the cap are fetched.
 func TestCandidatesIndexCap(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := mustRepo(t, host+"/app")
-	idx := testimage.PushIndex(t, repo.String()+":multi")
+	idx := imagetest.PushIndex(t, repo.String()+":multi")
 	c := newClient(t, Options{MaxIndexEntries: 1})
 	_, err := c.Candidates(context.Background(), repo, idx.Digest, idx.Platforms[1].ConfigDigest)
 	if !IsDefinitive(err) || !strings.Contains(err.Error(), "only the first 1 of 2 platform manifests checked") {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
 func newClient(t testing.TB, opts Options) *Client {
@@ -31,9 +31,9 @@ func mustRepo(t testing.TB, s string) name.Repository {
 }
 
 func TestManifestBlobResolve(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := mustRepo(t, host+"/app")
-	img := testimage.PushImageConfig(t, repo.String()+":v1")
+	img := imagetest.PushImageConfig(t, repo.String()+":v1")
 	c := newClient(t, Options{})
 	ctx := context.Background()
 
@@ -62,9 +62,9 @@ func TestManifestBlobResolve(t *testing.T) {
 }
 
 func TestNotFoundIsAnAnswer(t *testing.T) {
-	srv := testimage.StartRegistryServer(t, nil)
+	srv := imagetest.StartRegistryServer(t, nil)
 	repo := mustRepo(t, strings.TrimPrefix(srv.URL, "http://")+"/app")
-	img := testimage.PushImageConfig(t, repo.String()+":v1")
+	img := imagetest.PushImageConfig(t, repo.String()+":v1")
 	c := newClient(t, Options{})
 	ctx := context.Background()
 	missing := "sha256:" + strings.Repeat("0", 64)
@@ -92,7 +92,7 @@ func second[T any](_ T, err error) error { return err }
 // A registry that serves other content under a digest is caught.
 func TestDigestMismatch(t *testing.T) {
 	var other atomic.Pointer[[]byte]
-	srv := testimage.StartRegistryServer(t, func(h http.Handler) http.Handler {
+	srv := imagetest.StartRegistryServer(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if body := other.Load(); body != nil && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/sha256:") {
 				w.Header().Set("Content-Type", string(types.OCIManifestSchema1))
@@ -103,7 +103,7 @@ func TestDigestMismatch(t *testing.T) {
 		})
 	})
 	repo := mustRepo(t, strings.TrimPrefix(srv.URL, "http://")+"/app")
-	img := testimage.PushImageConfig(t, repo.String()+":v1")
+	img := imagetest.PushImageConfig(t, repo.String()+":v1")
 	c := newClient(t, Options{})
 	forged := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}`)
 	other.Store(&forged)
@@ -118,23 +118,23 @@ func TestDigestMismatch(t *testing.T) {
 
 func TestReferrersFilter(t *testing.T) {
 	const bundle = "application/vnd.dev.sigstore.bundle.v0.3+json"
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := mustRepo(t, host+"/app")
-	d := testimage.PushImage(t, repo.String()+":v1")
+	d := imagetest.PushImage(t, repo.String()+":v1")
 	c := newClient(t, Options{})
 
 	none, err := c.Referrers(context.Background(), repo.Digest(d), bundle)
 	if err != nil || len(none) != 0 {
 		t.Fatalf("no referrers yet: %v, %v", none, err)
 	}
-	testimage.SignBundle(t, repo.String(), d, testimage.NewSigner(t, testimage.ECDSAP256), testimage.SignOptions{})
+	imagetest.SignBundle(t, repo.String(), d, imagetest.NewSigner(t, imagetest.ECDSAP256), imagetest.SignOptions{})
 	got, err := c.Referrers(context.Background(), repo.Digest(d), bundle)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("referrers: %v, %v", got, err)
 	}
 
 	// What a registry lists under which artifactType.
-	srv := testimage.StartRegistryServer(t, func(h http.Handler) http.Handler {
+	srv := imagetest.StartRegistryServer(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !strings.Contains(r.URL.Path, "/referrers/") {
 				h.ServeHTTP(w, r)

@@ -10,14 +10,14 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
 // A registry behind basic auth is read with credentials from a docker
 // config.json.
 func TestDockerConfigKeychain(t *testing.T) {
 	var locked atomic.Bool // pushing the fixture needs no credentials
-	srv := testimage.StartRegistryServer(t, func(h http.Handler) http.Handler {
+	srv := imagetest.StartRegistryServer(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if u, p, ok := r.BasicAuth(); locked.Load() && (!ok || u != "puller" || p != "s3cret") {
 				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
@@ -29,7 +29,7 @@ func TestDockerConfigKeychain(t *testing.T) {
 	})
 	host := strings.TrimPrefix(srv.URL, "http://")
 	repo := mustRepo(t, host+"/app")
-	d := testimage.PushImage(t, repo.String()+":v1")
+	d := imagetest.PushImage(t, repo.String()+":v1")
 	locked.Store(true)
 
 	cfg := filepath.Join(t.TempDir(), "config.json")

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
 // localStore is a content store holding some manifests.
@@ -37,9 +37,9 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // on a node), the chain check asks the registry nothing; content that does
 // not hash to its digest is not believed.
 func TestCandidatesFromLocalContent(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := mustRepo(t, host+"/app")
-	idx := testimage.PushIndex(t, repo.String()+":v1")
+	idx := imagetest.PushIndex(t, repo.String()+":v1")
 	local := &localStore{content: map[string][]byte{}}
 	for _, d := range []string{idx.Digest, idx.Platforms[0].Digest} {
 		m, err := newClient(t, Options{}).Manifest(context.Background(), repo.Digest(d))

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
 // A registry that answers every request with a redirect to itself is given
@@ -19,7 +19,7 @@ import (
 func TestRedirectLoopStops(t *testing.T) {
 	var hops atomic.Int64
 	var loop, on atomic.Bool
-	srv := testimage.StartRegistryServer(t, func(h http.Handler) http.Handler {
+	srv := imagetest.StartRegistryServer(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// Only reads, once the image is pushed: go-containerregistry's
 			// writer follows redirects without limit too.
@@ -36,7 +36,7 @@ func TestRedirectLoopStops(t *testing.T) {
 		})
 	})
 	repo := mustRepo(t, strings.TrimPrefix(srv.URL, "http://")+"/app")
-	img := testimage.PushImageConfig(t, repo.String()+":v1")
+	img := imagetest.PushImageConfig(t, repo.String()+":v1")
 	c := newClient(t, Options{Timeout: time.Second})
 	on.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -65,7 +65,7 @@ func TestRedirectLoopStops(t *testing.T) {
 func TestRegistryErrorNamesStatus(t *testing.T) {
 	var status atomic.Int64
 	var body atomic.Value
-	srv := testimage.StartRegistryServer(t, func(h http.Handler) http.Handler {
+	srv := imagetest.StartRegistryServer(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if code := int(status.Load()); code != 0 && strings.Contains(r.URL.Path, "/manifests/") {
 				w.Header().Set("Content-Type", "application/json")
@@ -77,7 +77,7 @@ func TestRegistryErrorNamesStatus(t *testing.T) {
 		})
 	})
 	repo := mustRepo(t, strings.TrimPrefix(srv.URL, "http://")+"/app")
-	img := testimage.PushImageConfig(t, repo.String()+":v1")
+	img := imagetest.PushImageConfig(t, repo.String()+":v1")
 	c := newClient(t, Options{Timeout: time.Second})
 
 	for _, tc := range []struct {

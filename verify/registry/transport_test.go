@@ -12,13 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
 func TestSizeCaps(t *testing.T) {
 	var huge atomic.Bool
 	var chunked atomic.Bool
-	srv := testimage.StartRegistryServer(t, func(h http.Handler) http.Handler {
+	srv := imagetest.StartRegistryServer(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if huge.Load() && strings.Contains(r.URL.Path, "/manifests/") {
 				if !chunked.Load() {
@@ -38,7 +38,7 @@ func TestSizeCaps(t *testing.T) {
 		})
 	})
 	repo := mustRepo(t, strings.TrimPrefix(srv.URL, "http://")+"/app")
-	img := testimage.PushImageConfig(t, repo.String()+":v1")
+	img := imagetest.PushImageConfig(t, repo.String()+":v1")
 	ctx := context.Background()
 
 	// A blob over a small cap.
@@ -62,7 +62,7 @@ func TestSizeCaps(t *testing.T) {
 
 func TestRequestTimeout(t *testing.T) {
 	release := make(chan struct{})
-	srv := testimage.StartRegistryServer(t, func(h http.Handler) http.Handler {
+	srv := imagetest.StartRegistryServer(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if strings.Contains(r.URL.Path, "/manifests/") {
 				select {
@@ -89,11 +89,11 @@ func TestRequestTimeout(t *testing.T) {
 
 // All requests share one transport: connections are reused, not piled up.
 func TestConnectionReuse(t *testing.T) {
-	host := testimage.StartRegistry(t)
+	host := imagetest.StartRegistry(t)
 	repo := mustRepo(t, host+"/app")
 	var digests []string
 	for i := 0; i < 5; i++ {
-		digests = append(digests, testimage.PushImageConfig(t, repo.String()+":v"+strconv.Itoa(i)).ConfigDigest)
+		digests = append(digests, imagetest.PushImageConfig(t, repo.String()+":v"+strconv.Itoa(i)).ConfigDigest)
 	}
 	var dials atomic.Int64
 	d := &net.Dialer{}

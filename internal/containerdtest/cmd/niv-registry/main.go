@@ -29,7 +29,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
 func main() {
@@ -102,10 +102,10 @@ func push(host string, program []byte, out string) (string, error) {
 
 	// A fresh key, and a signature in cosign's default (v2) format: the
 	// `.sig` tag with a simple-signing payload naming the digest.
-	var key *testimage.Signer
+	var key *imagetest.Signer
 	err = asTest(func(t testing.TB) {
-		key = testimage.NewSigner(t, testimage.ECDSAP256)
-		testimage.SignLegacy(t, signed.Repo(), signed.Digest, key, testimage.SignOptions{})
+		key = imagetest.NewSigner(t, imagetest.ECDSAP256)
+		imagetest.SignLegacy(t, signed.Repo(), signed.Digest, key, imagetest.SignOptions{})
 	})
 	if err != nil {
 		return "", fmt.Errorf("sign %s: %w", signed.Ref, err)

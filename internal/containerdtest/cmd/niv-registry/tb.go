@@ -7,7 +7,7 @@ import (
 )
 
 // asTest runs f as the testing package runs a test, so that this program
-// can call internal/testimage (whose helpers take a testing.TB) unchanged:
+// can call internal/imagetest (whose helpers take a testing.TB) unchanged:
 // f gets its own goroutine, and a Fatalf records the failure and ends that
 // goroutine. It returns the failure, if any.
 func asTest(f func(t testing.TB)) error {
@@ -21,7 +21,7 @@ func asTest(f func(t testing.TB)) error {
 	return t.err
 }
 
-// fatalTB implements the testing.TB methods testimage's signing helpers
+// fatalTB implements the testing.TB methods imagetest's signing helpers
 // call. The embedded nil interface makes any other method panic: a new
 // need shows at once rather than being silently ignored.
 type fatalTB struct {

@@ -1,4 +1,4 @@
-package testimage
+package imagetest
 
 import (
 	"bytes"
@@ -62,7 +62,7 @@ func AttachReferrer(t testing.TB, repo, digest, artifactType string, content []b
 	r := parseRepo(t, repo)
 	subj, err := remote.Head(r.Digest(digest))
 	if err != nil {
-		t.Fatalf("testimage: head %s@%s: %v", repo, digest, err)
+		t.Fatalf("imagetest: head %s@%s: %v", repo, digest, err)
 	}
 	// cosign uploads "{}" as the config blob and names it the empty type.
 	cfg := static.NewLayer([]byte("{}"), types.OCIConfigJSON)
@@ -88,19 +88,19 @@ func AttachReferrer(t testing.TB, repo, digest, artifactType string, content []b
 func describeBlob(t testing.TB, r name.Repository, l v1.Layer) v1.Descriptor {
 	t.Helper()
 	if err := remote.WriteLayer(r, l); err != nil {
-		t.Fatalf("testimage: upload blob: %v", err)
+		t.Fatalf("imagetest: upload blob: %v", err)
 	}
 	d, err := l.Digest()
 	if err != nil {
-		t.Fatalf("testimage: blob digest: %v", err)
+		t.Fatalf("imagetest: blob digest: %v", err)
 	}
 	size, err := l.Size()
 	if err != nil {
-		t.Fatalf("testimage: blob size: %v", err)
+		t.Fatalf("imagetest: blob size: %v", err)
 	}
 	mt, err := l.MediaType()
 	if err != nil {
-		t.Fatalf("testimage: blob media type: %v", err)
+		t.Fatalf("imagetest: blob media type: %v", err)
 	}
 	return v1.Descriptor{MediaType: mt, Digest: d, Size: size}
 }
@@ -109,14 +109,14 @@ func putReferrer(t testing.TB, r name.Repository, m v1.Manifest) {
 	t.Helper()
 	raw, err := json.Marshal(m)
 	if err != nil {
-		t.Fatalf("testimage: referrer manifest: %v", err)
+		t.Fatalf("imagetest: referrer manifest: %v", err)
 	}
 	h, _, err := v1.SHA256(bytes.NewReader(raw))
 	if err != nil {
-		t.Fatalf("testimage: referrer digest: %v", err)
+		t.Fatalf("imagetest: referrer digest: %v", err)
 	}
 	if err := remote.Put(r.Digest(h.String()), rawManifest{raw: raw, mt: types.OCIManifestSchema1}); err != nil {
-		t.Fatalf("testimage: push referrer: %v", err)
+		t.Fatalf("imagetest: push referrer: %v", err)
 	}
 }
 
@@ -139,7 +139,7 @@ func BundleJSON(t testing.TB, repo, digest string, s *Signer, opts SignOptions) 
 	}
 	algo, hex, ok := strings.Cut(named, ":")
 	if !ok {
-		t.Fatalf("testimage: %q is not a digest", named)
+		t.Fatalf("imagetest: %q is not a digest", named)
 	}
 	pt := CosignSignPredicateType
 	if opts.PredicateType != "" {
@@ -152,11 +152,11 @@ func BundleJSON(t testing.TB, repo, digest string, s *Signer, opts SignOptions) 
 		Predicate:     map[string]any{},
 	})
 	if err != nil {
-		t.Fatalf("testimage: statement: %v", err)
+		t.Fatalf("imagetest: statement: %v", err)
 	}
 	pb, err := sign.Bundle(&sign.DSSEData{Data: data, PayloadType: InTotoPayloadType}, s.keypair(t), sign.BundleOptions{})
 	if err != nil {
-		t.Fatalf("testimage: sign bundle: %v", err)
+		t.Fatalf("imagetest: sign bundle: %v", err)
 	}
 	if opts.Tamper {
 		env := pb.GetDsseEnvelope()
@@ -164,11 +164,11 @@ func BundleJSON(t testing.TB, repo, digest string, s *Signer, opts SignOptions) 
 	}
 	b, err := bundle.NewBundle(pb)
 	if err != nil {
-		t.Fatalf("testimage: bundle: %v", err)
+		t.Fatalf("imagetest: bundle: %v", err)
 	}
 	raw, err := b.MarshalJSON()
 	if err != nil {
-		t.Fatalf("testimage: bundle JSON: %v", err)
+		t.Fatalf("imagetest: bundle JSON: %v", err)
 	}
 	return raw
 }

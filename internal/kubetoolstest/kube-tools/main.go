@@ -12,18 +12,18 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetools"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/kubetoolstest"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	root, err := kubetools.RepoRoot()
+	root, err := kubetoolstest.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kube-tools:", err)
 		os.Exit(1)
 	}
-	t, err := kubetools.Ensure(ctx, root, os.Stderr)
+	t, err := kubetoolstest.Ensure(ctx, root, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kube-tools:", err)
 		os.Exit(1)

@@ -1,4 +1,4 @@
-package testimage
+package imagetest
 
 import (
 	"bytes"
@@ -61,11 +61,11 @@ func SignLegacyKeyless(t testing.TB, repo, digest string, ss *sigstoretest.Sigst
 	}
 	d, err := name.NewDigest(r.Name() + "@" + named)
 	if err != nil {
-		t.Fatalf("testimage: digest %q: %v", named, err)
+		t.Fatalf("imagetest: digest %q: %v", named, err)
 	}
 	body, err := payload.Cosign{Image: d}.MarshalJSON()
 	if err != nil {
-		t.Fatalf("testimage: payload: %v", err)
+		t.Fatalf("imagetest: payload: %v", err)
 	}
 	leaf := ss.Issue(t, id, o.Cert)
 	s := &Signer{Kind: ECDSAP256, priv: leaf.Key}
@@ -89,10 +89,10 @@ func SignLegacyKeyless(t testing.TB, repo, digest string, ss *sigstoretest.Sigst
 		Annotations: ann,
 	})
 	if err != nil {
-		t.Fatalf("testimage: append signature: %v", err)
+		t.Fatalf("imagetest: append signature: %v", err)
 	}
 	if err := remote.Write(tag, img); err != nil {
-		t.Fatalf("testimage: push %s: %v", tag, err)
+		t.Fatalf("imagetest: push %s: %v", tag, err)
 	}
 }
 
@@ -120,7 +120,7 @@ func KeylessBundleJSON(t testing.TB, repo, digest string, ss *sigstoretest.Sigst
 	}
 	algo, hex, ok := strings.Cut(named, ":")
 	if !ok {
-		t.Fatalf("testimage: %q is not a digest", named)
+		t.Fatalf("imagetest: %q is not a digest", named)
 	}
 	data, err := json.Marshal(statement{
 		Type:          InTotoStatementType,
@@ -129,7 +129,7 @@ func KeylessBundleJSON(t testing.TB, repo, digest string, ss *sigstoretest.Sigst
 		Predicate:     map[string]any{},
 	})
 	if err != nil {
-		t.Fatalf("testimage: statement: %v", err)
+		t.Fatalf("imagetest: statement: %v", err)
 	}
 	leaf := ss.Issue(t, id, o.Cert)
 	kp := (&Signer{Kind: ECDSAP256, priv: leaf.Key}).keypair(t)
@@ -142,18 +142,18 @@ func KeylessBundleJSON(t testing.TB, repo, digest string, ss *sigstoretest.Sigst
 		}
 		envJSON, err := protojson.Marshal(env)
 		if err != nil {
-			t.Fatalf("testimage: envelope JSON: %v", err)
+			t.Fatalf("imagetest: envelope JSON: %v", err)
 		}
 		pb.VerificationMaterial.TlogEntries = []*protorekor.TransparencyLogEntry{ss.DSSE(t, leaf, envJSON, o.Entry).Proto()}
 	}
 	pb.VerificationMaterial.Content = &pbbundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: leaf.Cert.Raw}}
 	b, err := bundle.NewBundle(pb)
 	if err != nil {
-		t.Fatalf("testimage: bundle: %v", err)
+		t.Fatalf("imagetest: bundle: %v", err)
 	}
 	raw, err := b.MarshalJSON()
 	if err != nil {
-		t.Fatalf("testimage: bundle JSON: %v", err)
+		t.Fatalf("imagetest: bundle JSON: %v", err)
 	}
 	return raw
 }
@@ -164,7 +164,7 @@ func signDSSE(t testing.TB, statement []byte, kp *keypair) *pbbundle.Bundle {
 	t.Helper()
 	pb, err := sign.Bundle(&sign.DSSEData{Data: statement, PayloadType: InTotoPayloadType}, kp, sign.BundleOptions{})
 	if err != nil {
-		t.Fatalf("testimage: sign bundle: %v", err)
+		t.Fatalf("imagetest: sign bundle: %v", err)
 	}
 	return pb
 }

@@ -1,4 +1,4 @@
-package kubetools
+package kubetoolstest
 
 import (
 	"os"

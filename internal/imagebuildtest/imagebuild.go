@@ -1,10 +1,10 @@
-// Package imagebuild makes container images without Docker and without a
+// Package imagebuildtest makes container images without Docker and without a
 // base image (nothing is pulled): one static binary as the only layer of
 // an empty image, its entrypoint set. The cluster test and `make
 // cluster-demo` (integration/cluster) run the plugin from such an image,
 // and the runnable test images (internal/containerdtest) are made the
 // same way.
-package imagebuild
+package imagebuildtest
 
 import (
 	"archive/tar"

@@ -1,11 +1,11 @@
-// Package testimage builds the world signature tests need, in process and on
+// Package imagetest builds the world signature tests need, in process and on
 // 127.0.0.1 only: an OCI registry (go-containerregistry's pkg/registry, with
 // the referrers API), random images and indexes, and real cosign
 // signatures in both formats cosign writes (the v2 `.sig` tag and the v3
 // Sigstore bundle referrer), made with the same libraries cosign uses.
 //
 // Every helper takes a testing.TB and fails it on error.
-package testimage
+package imagetest
 
 import (
 	"io"

@@ -1,4 +1,4 @@
-package testimage
+package imagetest
 
 import (
 	"encoding/base64"
@@ -64,11 +64,11 @@ func SignLegacy(t testing.TB, repo, digest string, s *Signer, opts SignOptions) 
 	}
 	d, err := name.NewDigest(r.Name() + "@" + named)
 	if err != nil {
-		t.Fatalf("testimage: digest %q: %v", named, err)
+		t.Fatalf("imagetest: digest %q: %v", named, err)
 	}
 	body, err := payload.Cosign{Image: d}.MarshalJSON()
 	if err != nil {
-		t.Fatalf("testimage: payload: %v", err)
+		t.Fatalf("imagetest: payload: %v", err)
 	}
 	sig := s.signLegacy(t, body)
 	if opts.Tamper {
@@ -80,10 +80,10 @@ func SignLegacy(t testing.TB, repo, digest string, s *Signer, opts SignOptions) 
 		Annotations: map[string]string{SignatureAnnotation: base64.StdEncoding.EncodeToString(sig)},
 	})
 	if err != nil {
-		t.Fatalf("testimage: append signature: %v", err)
+		t.Fatalf("imagetest: append signature: %v", err)
 	}
 	if err := remote.Write(tag, img); err != nil {
-		t.Fatalf("testimage: push %s: %v", tag, err)
+		t.Fatalf("imagetest: push %s: %v", tag, err)
 	}
 }
 
@@ -97,7 +97,7 @@ func sigImage(t testing.TB, tag name.Tag) v1.Image {
 	}
 	var terr *transport.Error
 	if !errors.As(err, &terr) || terr.StatusCode != http.StatusNotFound {
-		t.Fatalf("testimage: get %s: %v", tag, err)
+		t.Fatalf("imagetest: get %s: %v", tag, err)
 	}
 	base := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	return mutate.ConfigMediaType(base, types.OCIConfigJSON)
@@ -108,12 +108,12 @@ func tamperLegacy(t testing.TB, body []byte) []byte {
 	t.Helper()
 	var p payload.SimpleContainerImage
 	if err := json.Unmarshal(body, &p); err != nil {
-		t.Fatalf("testimage: tamper: %v", err)
+		t.Fatalf("imagetest: tamper: %v", err)
 	}
 	p.Critical.Identity.DockerReference += "-tampered"
 	out, err := json.Marshal(p)
 	if err != nil {
-		t.Fatalf("testimage: tamper: %v", err)
+		t.Fatalf("imagetest: tamper: %v", err)
 	}
 	return out
 }

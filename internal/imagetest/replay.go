@@ -1,4 +1,4 @@
-package testimage
+package imagetest
 
 import (
 	"bytes"
@@ -26,40 +26,40 @@ func CopySignatures(t testing.TB, repo, from, to string) {
 	switch {
 	case err == nil:
 		if err := remote.Put(SigTag(r, to), desc); err != nil {
-			t.Fatalf("testimage: copy %s: %v", SigTag(r, from), err)
+			t.Fatalf("imagetest: copy %s: %v", SigTag(r, from), err)
 		}
 		copied++
 	case errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound:
 	default:
-		t.Fatalf("testimage: get %s: %v", SigTag(r, from), err)
+		t.Fatalf("imagetest: get %s: %v", SigTag(r, from), err)
 	}
 
 	idx, err := remote.Referrers(r.Digest(from))
 	if err != nil {
-		t.Fatalf("testimage: referrers of %s: %v", from, err)
+		t.Fatalf("imagetest: referrers of %s: %v", from, err)
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
-		t.Fatalf("testimage: referrers of %s: %v", from, err)
+		t.Fatalf("imagetest: referrers of %s: %v", from, err)
 	}
 	subj, err := remote.Head(r.Digest(to))
 	if err != nil {
-		t.Fatalf("testimage: head %s: %v", to, err)
+		t.Fatalf("imagetest: head %s: %v", to, err)
 	}
 	for _, d := range im.Manifests {
 		ref, err := remote.Get(r.Digest(d.Digest.String()))
 		if err != nil {
-			t.Fatalf("testimage: get referrer %s: %v", d.Digest, err)
+			t.Fatalf("imagetest: get referrer %s: %v", d.Digest, err)
 		}
 		m, err := v1.ParseManifest(bytes.NewReader(ref.Manifest))
 		if err != nil {
-			t.Fatalf("testimage: parse referrer %s: %v", d.Digest, err)
+			t.Fatalf("imagetest: parse referrer %s: %v", d.Digest, err)
 		}
 		m.Subject = &v1.Descriptor{MediaType: subj.MediaType, Digest: subj.Digest, Size: subj.Size}
 		putReferrer(t, r, *m)
 		copied++
 	}
 	if copied == 0 {
-		t.Fatalf("testimage: %s has no signature to copy", from)
+		t.Fatalf("imagetest: %s has no signature to copy", from)
 	}
 }

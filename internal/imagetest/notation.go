@@ -1,4 +1,4 @@
-package testimage
+package imagetest
 
 import (
 	"context"
@@ -145,7 +145,7 @@ func NotationEnvelope(t testing.TB, repo, digestStr string, s *NotationSigner, o
 	r := parseRepo(t, repo)
 	head, err := remote.Head(r.Digest(digestStr))
 	if err != nil {
-		t.Fatalf("testimage: head %s@%s: %v", repo, digestStr, err)
+		t.Fatalf("imagetest: head %s@%s: %v", repo, digestStr, err)
 	}
 	desc := ocispec.Descriptor{MediaType: string(head.MediaType), Digest: digest.Digest(head.Digest.String()), Size: head.Size}
 	mt := opts.MediaType
@@ -159,11 +159,11 @@ func NotationEnvelope(t testing.TB, repo, digestStr string, s *NotationSigner, o
 	if opts.SigningTime.IsZero() {
 		gs, err := signer.NewGenericSigner(s.key, s.Chain)
 		if err != nil {
-			t.Fatalf("testimage: notation signer: %v", err)
+			t.Fatalf("imagetest: notation signer: %v", err)
 		}
 		env, _, err = gs.Sign(context.Background(), desc, notationgo.SignerSignOptions{SignatureMediaType: mt, ExpiryDuration: opts.Expiry})
 		if err != nil {
-			t.Fatalf("testimage: notation sign: %v", err)
+			t.Fatalf("imagetest: notation sign: %v", err)
 		}
 	} else {
 		env = signAt(t, desc, s, mt, opts)
@@ -179,22 +179,22 @@ func signAt(t testing.TB, desc ocispec.Descriptor, s *NotationSigner, mt string,
 	t.Helper()
 	payload, err := json.Marshal(map[string]ocispec.Descriptor{"targetArtifact": desc})
 	if err != nil {
-		t.Fatalf("testimage: notation payload: %v", err)
+		t.Fatalf("imagetest: notation payload: %v", err)
 	}
 	ls, err := signature.NewLocalSigner(s.Chain, s.key)
 	if err != nil {
-		t.Fatalf("testimage: notation local signer: %v", err)
+		t.Fatalf("imagetest: notation local signer: %v", err)
 	}
 	e, err := signature.NewEnvelope(mt)
 	if err != nil {
-		t.Fatalf("testimage: notation envelope: %v", err)
+		t.Fatalf("imagetest: notation envelope: %v", err)
 	}
 	req := &signature.SignRequest{
 		Payload:       signature.Payload{ContentType: notationPayloadType, Content: payload},
 		Signer:        ls,
 		SigningTime:   opts.SigningTime,
 		SigningScheme: signature.SigningSchemeX509,
-		SigningAgent:  "testimage",
+		SigningAgent:  "imagetest",
 	}
 	if opts.Expiry != 0 {
 		req.Expiry = opts.SigningTime.Add(opts.Expiry)
@@ -204,7 +204,7 @@ func signAt(t testing.TB, desc ocispec.Descriptor, s *NotationSigner, mt string,
 	}
 	env, err := e.Sign(req)
 	if err != nil {
-		t.Fatalf("testimage: notation sign at %v: %v", opts.SigningTime, err)
+		t.Fatalf("imagetest: notation sign at %v: %v", opts.SigningTime, err)
 	}
 	return env
 }
@@ -215,25 +215,25 @@ func tamperJWS(t testing.TB, env []byte) []byte {
 	t.Helper()
 	var e map[string]any
 	if err := json.Unmarshal(env, &e); err != nil {
-		t.Fatalf("testimage: tamper: only JWS envelopes can be tampered with: %v", err)
+		t.Fatalf("imagetest: tamper: only JWS envelopes can be tampered with: %v", err)
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(e["payload"].(string))
 	if err != nil {
-		t.Fatalf("testimage: tamper: payload: %v", err)
+		t.Fatalf("imagetest: tamper: payload: %v", err)
 	}
 	var p map[string]map[string]any
 	if err := json.Unmarshal(raw, &p); err != nil {
-		t.Fatalf("testimage: tamper: payload: %v", err)
+		t.Fatalf("imagetest: tamper: payload: %v", err)
 	}
 	p["targetArtifact"]["annotations"] = map[string]string{"tampered": "yes"}
 	raw, err = json.Marshal(p)
 	if err != nil {
-		t.Fatalf("testimage: tamper: %v", err)
+		t.Fatalf("imagetest: tamper: %v", err)
 	}
 	e["payload"] = base64.RawURLEncoding.EncodeToString(raw)
 	out, err := json.Marshal(e)
 	if err != nil {
-		t.Fatalf("testimage: tamper: %v", err)
+		t.Fatalf("imagetest: tamper: %v", err)
 	}
 	return out
 }
@@ -248,7 +248,7 @@ func AttachNotation(t testing.TB, repo, digestStr, envelopeType string, env []by
 	r := parseRepo(t, repo)
 	subj, err := remote.Head(r.Digest(digestStr))
 	if err != nil {
-		t.Fatalf("testimage: head %s@%s: %v", repo, digestStr, err)
+		t.Fatalf("imagetest: head %s@%s: %v", repo, digestStr, err)
 	}
 	cfgDesc := describeBlob(t, r, static.NewLayer([]byte("{}"), types.MediaType(NotationArtifactType)))
 	layerDesc := describeBlob(t, r, static.NewLayer(env, types.MediaType(envelopeType)))
@@ -259,7 +259,7 @@ func AttachNotation(t testing.TB, repo, digestStr, envelopeType string, env []by
 	}
 	tj, err := json.Marshal(thumbs)
 	if err != nil {
-		t.Fatalf("testimage: thumbprints: %v", err)
+		t.Fatalf("imagetest: thumbprints: %v", err)
 	}
 	putReferrer(t, r, v1.Manifest{
 		SchemaVersion: 2,
@@ -278,11 +278,11 @@ func notationCert(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.Publi
 	t.Helper()
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
 	if err != nil {
-		t.Fatalf("testimage: certificate: %v", err)
+		t.Fatalf("imagetest: certificate: %v", err)
 	}
 	c, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatalf("testimage: certificate: %v", err)
+		t.Fatalf("imagetest: certificate: %v", err)
 	}
 	return c
 }

@@ -1,4 +1,4 @@
-// Package kubetools builds, once, the Kubernetes binaries the tests run:
+// Package kubetoolstest builds, once, the Kubernetes binaries the tests run:
 // kube-apiserver, etcd and helm, and for the single-node cluster
 // (integration/cluster, `make cluster-demo`) kubelet,
 // kube-controller-manager, kube-scheduler and kubectl. They come from the
@@ -7,7 +7,7 @@
 // are cached outside the clone (CI clones afresh every run), in a folder
 // named after a hash of that module's go.mod and go.sum, so changing a
 // pinned version rebuilds.
-package kubetools
+package kubetoolstest
 
 import (
 	"bufio"
@@ -183,7 +183,7 @@ func build(ctx context.Context, root string, t Tools, log io.Writer) error {
 	}
 
 	start := time.Now()
-	fmt.Fprintf(log, "kubetools: building Kubernetes %s (kube-apiserver, kubelet, kube-controller-manager, kube-scheduler, kubectl), etcd and helm into %s (a cold build takes 10-15 minutes and up to 3 GB of memory)\n",
+	fmt.Fprintf(log, "kubetoolstest: building Kubernetes %s (kube-apiserver, kubelet, kube-controller-manager, kube-scheduler, kubectl), etcd and helm into %s (a cold build takes 10-15 minutes and up to 3 GB of memory)\n",
 		t.Version, t.Dir)
 	args := []string{"build", "-trimpath", "-ldflags", ldflags(t.Version, t.helm), "-o", tmp + string(filepath.Separator)}
 	for _, b := range builds {
@@ -202,16 +202,16 @@ func build(ctx context.Context, root string, t Tools, log io.Writer) error {
 		// go build names a /vN package's binary after the element before it.
 		got := filepath.Join(tmp, defaultBinaryName(b.pkg))
 		if err := os.Rename(got, filepath.Join(tmp, b.name)); err != nil {
-			return fmt.Errorf("kubetools: %w", err)
+			return fmt.Errorf("kubetoolstest: %w", err)
 		}
 	}
 	if err := os.RemoveAll(t.Dir); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, t.Dir); err != nil {
-		return fmt.Errorf("kubetools: %w", err)
+		return fmt.Errorf("kubetoolstest: %w", err)
 	}
-	fmt.Fprintf(log, "kubetools: built in %s\n", time.Since(start).Round(time.Second))
+	fmt.Fprintf(log, "kubetoolstest: built in %s\n", time.Since(start).Round(time.Second))
 	return nil
 }
 

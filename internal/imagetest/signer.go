@@ -1,4 +1,4 @@
-package testimage
+package imagetest
 
 import (
 	"bytes"
@@ -57,14 +57,14 @@ func NewSigner(t testing.TB, kind KeyKind) *Signer {
 	case Ed25519:
 		_, priv, err = ed25519.GenerateKey(rand.Reader)
 	default:
-		t.Fatalf("testimage: unknown key kind %q", kind)
+		t.Fatalf("imagetest: unknown key kind %q", kind)
 	}
 	if err != nil {
-		t.Fatalf("testimage: generate %s key: %v", kind, err)
+		t.Fatalf("imagetest: generate %s key: %v", kind, err)
 	}
 	pem, err := cryptoutils.MarshalPublicKeyToPEM(priv.Public())
 	if err != nil {
-		t.Fatalf("testimage: marshal %s public key: %v", kind, err)
+		t.Fatalf("imagetest: marshal %s public key: %v", kind, err)
 	}
 	return &Signer{Kind: kind, priv: priv, pem: string(pem)}
 }
@@ -82,11 +82,11 @@ func (s *Signer) signLegacy(t testing.TB, payload []byte) []byte {
 	t.Helper()
 	sv, err := signature.LoadSignerVerifier(s.priv, crypto.SHA256)
 	if err != nil {
-		t.Fatalf("testimage: load signer: %v", err)
+		t.Fatalf("imagetest: load signer: %v", err)
 	}
 	sig, err := sv.SignMessage(bytes.NewReader(payload))
 	if err != nil {
-		t.Fatalf("testimage: sign: %v", err)
+		t.Fatalf("imagetest: sign: %v", err)
 	}
 	return sig
 }
@@ -104,11 +104,11 @@ func (s *Signer) keypair(t testing.TB) *keypair {
 	t.Helper()
 	alg, err := signature.GetDefaultAlgorithmDetails(s.priv.Public())
 	if err != nil {
-		t.Fatalf("testimage: algorithm for %s: %v", s.Kind, err)
+		t.Fatalf("imagetest: algorithm for %s: %v", s.Kind, err)
 	}
 	der, err := x509.MarshalPKIXPublicKey(s.priv.Public())
 	if err != nil {
-		t.Fatalf("testimage: marshal public key: %v", err)
+		t.Fatalf("imagetest: marshal public key: %v", err)
 	}
 	sum := sha256.Sum256(der)
 	return &keypair{priv: s.priv, alg: alg, hint: []byte(base64.StdEncoding.EncodeToString(sum[:]))}

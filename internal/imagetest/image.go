@@ -1,4 +1,4 @@
-package testimage
+package imagetest
 
 import (
 	"testing"
@@ -38,7 +38,7 @@ func PushImageConfig(t testing.TB, ref string) Image {
 	tag := parseTag(t, ref)
 	img := randomImage(t, v1.Platform{OS: "linux", Architecture: "amd64"})
 	if err := remote.Write(tag, img); err != nil {
-		t.Fatalf("testimage: push %s: %v", ref, err)
+		t.Fatalf("imagetest: push %s: %v", ref, err)
 	}
 	return describe(t, img, v1.Platform{OS: "linux", Architecture: "amd64"})
 }
@@ -59,11 +59,11 @@ func PushIndex(t testing.TB, ref string) Index {
 		out.Platforms = append(out.Platforms, describe(t, img, p))
 	}
 	if err := remote.WriteIndex(tag, idx); err != nil {
-		t.Fatalf("testimage: push index %s: %v", ref, err)
+		t.Fatalf("imagetest: push index %s: %v", ref, err)
 	}
 	d, err := idx.Digest()
 	if err != nil {
-		t.Fatalf("testimage: index digest: %v", err)
+		t.Fatalf("imagetest: index digest: %v", err)
 	}
 	out.Digest = d.String()
 	return out
@@ -73,19 +73,19 @@ func randomImage(t testing.TB, p v1.Platform) v1.Image {
 	t.Helper()
 	img, err := random.Image(512, 1)
 	if err != nil {
-		t.Fatalf("testimage: random image: %v", err)
+		t.Fatalf("imagetest: random image: %v", err)
 	}
 	img = mutate.MediaType(img, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	cf, err := img.ConfigFile()
 	if err != nil {
-		t.Fatalf("testimage: config: %v", err)
+		t.Fatalf("imagetest: config: %v", err)
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = p.OS, p.Architecture
 	img, err = mutate.ConfigFile(img, cf)
 	if err != nil {
-		t.Fatalf("testimage: set platform: %v", err)
+		t.Fatalf("imagetest: set platform: %v", err)
 	}
 	return img
 }
@@ -94,11 +94,11 @@ func describe(t testing.TB, img v1.Image, p v1.Platform) Image {
 	t.Helper()
 	d, err := img.Digest()
 	if err != nil {
-		t.Fatalf("testimage: digest: %v", err)
+		t.Fatalf("imagetest: digest: %v", err)
 	}
 	c, err := img.ConfigName()
 	if err != nil {
-		t.Fatalf("testimage: config digest: %v", err)
+		t.Fatalf("imagetest: config digest: %v", err)
 	}
 	return Image{Platform: p, Digest: d.String(), ConfigDigest: c.String()}
 }
@@ -107,7 +107,7 @@ func parseTag(t testing.TB, ref string) name.Tag {
 	t.Helper()
 	tag, err := name.NewTag(ref)
 	if err != nil {
-		t.Fatalf("testimage: %q is not a tag reference: %v", ref, err)
+		t.Fatalf("imagetest: %q is not a tag reference: %v", ref, err)
 	}
 	return tag
 }
@@ -116,7 +116,7 @@ func parseRepo(t testing.TB, repo string) name.Repository {
 	t.Helper()
 	r, err := name.NewRepository(repo)
 	if err != nil {
-		t.Fatalf("testimage: %q is not a repository: %v", repo, err)
+		t.Fatalf("imagetest: %q is not a repository: %v", repo, err)
 	}
 	return r
 }

@@ -1,4 +1,4 @@
-package imagebuild
+package imagebuildtest
 
 import (
 	"archive/tar"
@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/nri-image-verifier/nri-image-verifier/internal/testimage"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
 // TestSingleFile: one layer holding the file, executable, at its path;
@@ -71,7 +71,7 @@ func TestSingleFile(t *testing.T) {
 
 // TestPush: the digest Push returns is the one the registry serves.
 func TestPush(t *testing.T) {
-	reg := testimage.StartRegistry(t)
+	reg := imagetest.StartRegistry(t)
 	img, err := SingleFile(PluginPath, []byte("x"), "amd64", []string{PluginPath}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package testimage
+package imagetest
 
 import (
 	"encoding/json"
@@ -87,15 +87,15 @@ func AttestationJSON(t testing.TB, repo, digest string, s *Signer, predicateType
 	data := statementJSON(t, r.Name(), named, InTotoStatementType, predicateType, predicate)
 	pb, err := sign.Bundle(&sign.DSSEData{Data: data, PayloadType: InTotoPayloadType}, s.keypair(t), sign.BundleOptions{})
 	if err != nil {
-		t.Fatalf("testimage: sign attestation: %v", err)
+		t.Fatalf("imagetest: sign attestation: %v", err)
 	}
 	b, err := bundle.NewBundle(pb)
 	if err != nil {
-		t.Fatalf("testimage: bundle: %v", err)
+		t.Fatalf("imagetest: bundle: %v", err)
 	}
 	raw, err := b.MarshalJSON()
 	if err != nil {
-		t.Fatalf("testimage: bundle JSON: %v", err)
+		t.Fatalf("imagetest: bundle JSON: %v", err)
 	}
 	return raw
 }
@@ -106,10 +106,10 @@ func statementJSON(t testing.TB, repo, digest, statementType, predicateType, pre
 	t.Helper()
 	algo, hex, ok := strings.Cut(digest, ":")
 	if !ok {
-		t.Fatalf("testimage: %q is not a digest", digest)
+		t.Fatalf("imagetest: %q is not a digest", digest)
 	}
 	if !json.Valid([]byte(predicate)) {
-		t.Fatalf("testimage: predicate is not JSON: %s", predicate)
+		t.Fatalf("imagetest: predicate is not JSON: %s", predicate)
 	}
 	data, err := json.Marshal(attestStatement{
 		Type:          statementType,
@@ -118,7 +118,7 @@ func statementJSON(t testing.TB, repo, digest, statementType, predicateType, pre
 		Predicate:     json.RawMessage(predicate),
 	})
 	if err != nil {
-		t.Fatalf("testimage: statement: %v", err)
+		t.Fatalf("imagetest: statement: %v", err)
 	}
 	return data
 }
@@ -143,7 +143,7 @@ func AttestLegacy(t testing.TB, repo, digest string, s *Signer, predicateType, p
 		"signatures":  []map[string]any{{"keyid": "", "sig": s.signLegacy(t, []byte(pae))}},
 	})
 	if err != nil {
-		t.Fatalf("testimage: envelope: %v", err)
+		t.Fatalf("imagetest: envelope: %v", err)
 	}
 	tag := r.Tag(strings.Replace(digest, ":", "-", 1) + ".att")
 	img, err := mutate.Append(sigImage(t, tag), mutate.Addendum{
@@ -151,9 +151,9 @@ func AttestLegacy(t testing.TB, repo, digest string, s *Signer, predicateType, p
 		Annotations: map[string]string{"predicateType": predicateType, SignatureAnnotation: ""},
 	})
 	if err != nil {
-		t.Fatalf("testimage: append attestation: %v", err)
+		t.Fatalf("imagetest: append attestation: %v", err)
 	}
 	if err := remote.Write(tag, img); err != nil {
-		t.Fatalf("testimage: push %s: %v", tag, err)
+		t.Fatalf("imagetest: push %s: %v", tag, err)
 	}
 }
