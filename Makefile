@@ -72,13 +72,7 @@ FUZZTIME    ?= 10s
 FUZZMINTIME ?= 1s
 FUZZ        ?= .
 fuzz:
-	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
-	  for fn in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f | grep -E '$(FUZZ)'); do \
-	    echo "== $$fn ($$(dirname $$f), $(FUZZTIME))"; \
-	    $(GO) test $(GOFLAGS_T) -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) \
-	      -fuzzminimizetime $(FUZZMINTIME) $$(dirname $$f)/; \
-	  done; \
-	done
+	FUZZTIME=$(FUZZTIME) FUZZMINTIME=$(FUZZMINTIME) FUZZ='$(FUZZ)' GO=$(GO) TAGS=$(TAGS) hack/fuzz.sh
 
 # Static analysis: gofmt (make fmt), go vet, then tools pinned and run from
 # the Go module proxy (built once, then cached): staticcheck on the code that ships (test files are
