@@ -108,7 +108,12 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (Image, error) {
 	if err != nil {
 		return Image{}, fmt.Errorf("image %q: %w", ref, err)
 	}
-	norm, err := imageref.Normalize(ref)
+	// Rules are matched on the record's name, never on the reference as
+	// the pod wrote it: in "name:tag@digest" containerd pulls and files
+	// the digest only, so the tag was never looked at by anyone and could
+	// pick a laxer rule ("app:legacy-*") for any digest. This is the name
+	// containerd >= 2.4 sends through NRI for the same record.
+	norm, err := imageref.Normalize(stored)
 	if err != nil {
 		return Image{}, fmt.Errorf("image %q: %w", ref, err)
 	}
@@ -116,8 +121,6 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (Image, error) {
 	if err != nil {
 		return Image{}, err
 	}
-	// The rule is matched on the name as the pod wrote it (tag and digest
-	// both kept); the digests come from the record.
 	return r.describe(ctx, norm, img)
 }
 

@@ -175,8 +175,10 @@ func TestResolve(t *testing.T) {
 		{"redis:8", Image{}, "has no image"},
 		{"127.0.0.1:5000/bad:v1", Image{}, "does not match its digest"},
 		{"Not A Ref!", Image{}, "Not A Ref!"},
-		// containerd files "name:tag@digest" as "name@digest".
-		{"redis:7@" + single, Image{"docker.io/library/redis:7@" + single, single, cfg}, ""},
+		// containerd files "name:tag@digest" as "name@digest", and the tag,
+		// which nobody checked, must not choose the rule.
+		{"redis:7@" + single, Image{"docker.io/library/redis@" + single, single, cfg}, ""},
+		{"redis:legacy-1@" + single, Image{"docker.io/library/redis@" + single, single, cfg}, ""},
 		// Each spelling gets its own record's digests, never the other's.
 		{"EVIL.io/x:1", Image{"evil.io/x:1", unsigned, unsignedCfg}, ""},
 		{"evil.io/x:1", Image{"evil.io/x:1", signedCopy, copyCfg}, ""},
