@@ -10,59 +10,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nri-image-verifier/nri-image-verifier/internal/policytest"
 )
 
 // waitFor is generous: events normally arrive in milliseconds, and the
 // poll fallback (pollInterval) bounds a missed one.
 const waitFor = 10 * time.Second
-
-// configMapDir lays out a directory the way kubelet mounts a ConfigMap:
-// policy.yaml -> ..data/policy.yaml, ..data -> ..<timestamp>/.
-type configMapDir struct {
-	t   *testing.T
-	dir string
-	n   int
-	old string
-}
-
-func newConfigMapDir(t *testing.T, content string) *configMapDir {
-	c := &configMapDir{t: t, dir: t.TempDir()}
-	c.swap(content)
-	if err := os.Symlink(filepath.Join("..data", "policy.yaml"), c.path()); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-func (c *configMapDir) path() string { return filepath.Join(c.dir, "policy.yaml") }
-
-// swap publishes new content as kubelet does: a new timestamped directory,
-// an atomic rename of a fresh "..data" symlink over the old one, then the
-// old directory removed.
-func (c *configMapDir) swap(content string) {
-	c.t.Helper()
-	c.n++
-	ts := fmt.Sprintf("..2026_01_01_00_00_%02d.%09d", c.n, c.n)
-	if err := os.Mkdir(filepath.Join(c.dir, ts), 0o755); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(c.dir, ts, "policy.yaml"), []byte(content), 0o644); err != nil {
-		c.t.Fatal(err)
-	}
-	tmp := filepath.Join(c.dir, "..data_tmp")
-	if err := os.Symlink(ts, tmp); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(c.dir, "..data")); err != nil {
-		c.t.Fatal(err)
-	}
-	if c.old != "" {
-		if err := os.RemoveAll(filepath.Join(c.dir, c.old)); err != nil {
-			c.t.Fatal(err)
-		}
-	}
-	c.old = ts
-}
 
 func version(content string) string {
 	sum := sha256.Sum256([]byte(content))
@@ -124,24 +78,24 @@ func staticYAML(pattern string) string {
 
 func TestWatchConfigMap(t *testing.T) {
 	v1, v2, v3 := staticYAML("*"), staticYAML("reg.io/*"), staticYAML("ghcr.io/*")
-	cm := newConfigMapDir(t, v1)
-	loads, errs := startWatch(t, cm.path())
+	cm := policytest.NewConfigMapDir(t, v1)
+	loads, errs := startWatch(t, cm.Path())
 
 	expectLoad(t, loads, errs, v1) // read at start
 
-	cm.swap(v2)
+	cm.Swap(v2)
 	expectLoad(t, loads, errs, v2)
 
 	// The same content again is no new version; then an invalid file is
 	// reported, and nothing is loaded in between.
-	cm.swap(v2)
-	cm.swap("validators: []\npolicy: []\n")
+	cm.Swap(v2)
+	cm.Swap("validators: []\npolicy: []\n")
 	expectError(t, loads, errs, "at least one validator")
 	if len(loads) != 0 {
 		t.Fatalf("onLoad called for unchanged or invalid content")
 	}
 
-	cm.swap(v3)
+	cm.Swap(v3)
 	expectLoad(t, loads, errs, v3)
 	if len(errs) != 0 {
 		t.Fatalf("unexpected onError: %v", <-errs)
@@ -149,10 +103,10 @@ func TestWatchConfigMap(t *testing.T) {
 
 	// Back to a bad file and then to the content already in use: one error,
 	// and no reload of the same version.
-	cm.swap("nope: 1\n")
+	cm.Swap("nope: 1\n")
 	expectError(t, loads, errs, `unknown field "nope"`)
-	cm.swap(v3)
-	cm.swap(v1)
+	cm.Swap(v3)
+	cm.Swap(v1)
 	expectLoad(t, loads, errs, v1)
 }
 

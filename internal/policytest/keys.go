@@ -1,5 +1,7 @@
-// Package policytest keeps test policies readable: KEY_<NAME> placeholders
-// in a YAML text become the quoted PEM of a test public key. The keys are
+// Package policytest keeps test policies readable and their files real:
+// a policy directory laid out as kubelet mounts a ConfigMap (ConfigMapDir),
+// and KEY_<NAME> placeholders in a YAML text that become the quoted PEM of a
+// test public key. The keys are
 // generated once per test binary (RSA generation is slow). It is shared by
 // the packages that check a policy's keys: policy itself and the
 // validators under verify/. It must not import policy (policy's own tests

@@ -4,14 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nri-image-verifier/nri-image-verifier/internal/policytest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/sigstoretest"
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
 	"github.com/nri-image-verifier/nri-image-verifier/verify/registry"
@@ -21,54 +20,6 @@ import (
 // policy's own watch test helpers, for that path.
 
 const waitFor = 10 * time.Second
-
-// configMapDir lays out a directory the way kubelet mounts a ConfigMap:
-// policy.yaml -> ..data/policy.yaml, ..data -> ..<timestamp>/.
-type configMapDir struct {
-	t   *testing.T
-	dir string
-	n   int
-	old string
-}
-
-func newConfigMapDir(t *testing.T, content string) *configMapDir {
-	c := &configMapDir{t: t, dir: t.TempDir()}
-	c.swap(content)
-	if err := os.Symlink(filepath.Join("..data", "policy.yaml"), c.path()); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-func (c *configMapDir) path() string { return filepath.Join(c.dir, "policy.yaml") }
-
-// swap publishes new content as kubelet does: a new timestamped directory,
-// an atomic rename of a fresh "..data" symlink over the old one, then the
-// old directory removed.
-func (c *configMapDir) swap(content string) {
-	c.t.Helper()
-	c.n++
-	ts := fmt.Sprintf("..2026_01_01_00_00_%02d.%09d", c.n, c.n)
-	if err := os.Mkdir(filepath.Join(c.dir, ts), 0o755); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(c.dir, ts, "policy.yaml"), []byte(content), 0o644); err != nil {
-		c.t.Fatal(err)
-	}
-	tmp := filepath.Join(c.dir, "..data_tmp")
-	if err := os.Symlink(ts, tmp); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(c.dir, "..data")); err != nil {
-		c.t.Fatal(err)
-	}
-	if c.old != "" {
-		if err := os.RemoveAll(filepath.Join(c.dir, c.old)); err != nil {
-			c.t.Fatal(err)
-		}
-	}
-	c.old = ts
-}
 
 func version(content string) string {
 	sum := sha256.Sum256([]byte(content))
@@ -112,8 +63,8 @@ const keylessRootYAML = `{name: ci, keyless: {issuer: "https://token.actions.git
 // reports it and the last good policy (and its material) stays in force.
 func TestKeylessReloadKeepsLastGood(t *testing.T) {
 	good := withSigstore(t, "validators: [{name: default, type: cosign, trustedRoot: TRUSTED_ROOT, trustRoots: ["+keylessRootYAML+"]}]\npolicy: [{pattern: '*', with: {trustRoot: ci}}]")
-	c := newConfigMapDir(t, good)
-	loads, errs := startWatch(t, c.path())
+	c := policytest.NewConfigMapDir(t, good)
+	loads, errs := startWatch(t, c.Path())
 	select {
 	case p := <-loads:
 		// The material is the cosign verifier's: it builds only with it.
@@ -130,7 +81,7 @@ func TestKeylessReloadKeepsLastGood(t *testing.T) {
 		t.Fatal("no load")
 	}
 	missing := filepath.Join(t.TempDir(), "gone.json")
-	c.swap("validators: [{name: default, type: cosign, trustedRoot: " + strconv.Quote(missing) + ", trustRoots: [" + keylessRootYAML + "]}]\npolicy: [{pattern: '*', with: {trustRoot: ci}}]")
+	c.Swap("validators: [{name: default, type: cosign, trustedRoot: " + strconv.Quote(missing) + ", trustRoots: [" + keylessRootYAML + "]}]\npolicy: [{pattern: '*', with: {trustRoot: ci}}]")
 	deadline := time.After(waitFor)
 	for {
 		select {
