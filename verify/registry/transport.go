@@ -33,6 +33,9 @@ type capTransport struct {
 const maxRedirects = 10
 
 func (t *capTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := plainHTTPAllowed(req); err != nil {
+		return nil, err
+	}
 	if n := redirects(req); n > maxRedirects {
 		return nil, fmt.Errorf("%w: stopped after %d redirects (now to %s)", ErrTooManyRedirects, maxRedirects, redactURL(req))
 	}
