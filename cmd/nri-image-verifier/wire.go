@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
@@ -56,7 +55,7 @@ func (f *verifierFlags) build() (*gate.Gate, *registry.Client, error) {
 	}
 	opts := registry.Options{Timeout: f.requestTimeout, Local: f.local}
 	if f.metrics != nil {
-		opts.Transport = f.metrics.Transport(registryTransport())
+		opts.Transport = f.metrics.Transport(registry.NewTransport())
 	}
 	if f.dockerConfig != "" {
 		kc, err := registry.DockerConfigKeychain(f.dockerConfig)
@@ -81,19 +80,6 @@ func (f *verifierFlags) build() (*gate.Gate, *registry.Client, error) {
 	}
 	f.metrics.WatchCache(cacheStats(cache), cache.Len)
 	return g, reg, nil
-}
-
-// registryTransport is what the registry client uses by default (Go's
-// default transport with more idle connections per host: a node talks to
-// few registries, often); it is rebuilt here because the metrics wrap it.
-func registryTransport() http.RoundTripper {
-	base, ok := http.DefaultTransport.(*http.Transport)
-	if !ok {
-		return http.DefaultTransport
-	}
-	t := base.Clone()
-	t.MaxIdleConnsPerHost = 16
-	return t
 }
 
 // timed wraps every validator the gate builds so that each verification's

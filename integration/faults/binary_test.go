@@ -189,7 +189,9 @@ policy:
 		reason []string
 	}{
 		{"redirect off the machine", faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindBlob}, Fault: faulttest.Redirect("http://blobs.mirror.example")},
-			[]string{"blobs.mirror.example", "HTTP 403 Forbidden"}},
+			[]string{"blobs.mirror.example", "plain HTTP refused"}},
+		{"redirect off the machine over https", faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindBlob}, Fault: faulttest.Redirect("https://cdn.mirror.example")},
+			[]string{"cdn.mirror.example"}},
 		{"huge chunked manifest", faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindManifest}, Fault: faulttest.Huge(1<<30, false, ociManifest)},
 			[]string{"exceeds the manifest size cap"}},
 		{"slow headers", faulttest.Rule{Kinds: []faulttest.Kind{faulttest.KindSigTag}, Fault: faulttest.SlowHeaders(time.Minute)},
@@ -220,8 +222,17 @@ policy:
 			}
 		})
 	}
-	if hosts := trap.Hosts(); len(hosts) == 0 || !strings.HasPrefix(hosts[0], "blobs.mirror.example") {
-		t.Errorf("the trap saw %v, want the redirect target", hosts)
+	// The HTTPS redirect went to the network (the trap proxy stands in for
+	// it, and refused); the plain-HTTP one was refused in the client and
+	// never left.
+	hosts := trap.Hosts()
+	if len(hosts) == 0 {
+		t.Error("the trap saw nothing, want the HTTPS redirect's target")
+	}
+	for _, h := range hosts {
+		if !strings.HasPrefix(h, "cdn.mirror.example") {
+			t.Errorf("the trap saw %q: a plain-HTTP request left the machine", h)
+		}
 	}
 
 	// Recovered: the same image is allowed once the registry behaves.

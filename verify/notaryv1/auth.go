@@ -66,9 +66,14 @@ func (s *server) token(ctx context.Context, params map[string]string, scope stri
 		// data is signed), but credentials must not travel in clear text.
 		return "", 0, fmt.Errorf("token realm %s is neither https nor loopback", realm.Redacted())
 	}
-	user, pass, err := s.credentials(ctx)
-	if err != nil {
-		return "", 0, err
+	// Over plain HTTP the challenge itself may be a man in the middle's,
+	// naming a token service of his choosing: ask it without credentials,
+	// as the Basic branch refuses to send them.
+	var user, pass string
+	if safeForSecrets(s.base) {
+		if user, pass, err = s.credentials(ctx); err != nil {
+			return "", 0, err
+		}
 	}
 	q := realm.Query()
 	if svc := params["service"]; svc != "" {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -84,7 +85,7 @@ func (o Options) withDefaults() Options {
 		o.MaxIndexEntries = DefaultMaxIndexEntries
 	}
 	if o.Transport == nil {
-		o.Transport = newTransport()
+		o.Transport = NewTransport()
 	}
 	return o
 }
@@ -128,24 +129,42 @@ func New(opts Options) (*Client, error) {
 // validators apply the same caps.
 func (c *Client) Limits() Options { return c.opts }
 
-// newTransport is http.DefaultTransport's settings with more idle
-// connections per host: a node talks to few registries, often.
-func newTransport() *http.Transport {
-	base, ok := http.DefaultTransport.(*http.Transport)
-	if !ok {
+// NewTransport is the HTTP transport a Client uses when Options.Transport
+// is nil; a caller that wraps the transport (metrics) starts from it.
+// It has http.DefaultTransport's settings with more idle connections per
+// host (a node talks to few registries, often), and never sends plain HTTP
+// through a proxy: plain HTTP goes to loopback only (see plainHTTPAllowed),
+// and a proxy would carry it, credentials and all, across the network.
+func NewTransport() *http.Transport {
+	var t *http.Transport
+	if base, ok := http.DefaultTransport.(*http.Transport); ok {
+		t = base.Clone()
+	} else {
 		// Someone replaced the default; build ours from scratch.
-		return &http.Transport{
+		t = &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			ForceAttemptHTTP2:     true,
 			MaxIdleConns:          100,
-			MaxIdleConnsPerHost:   16,
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ExpectContinueTimeout: time.Second,
 		}
 	}
-	t := base.Clone()
 	t.MaxIdleConnsPerHost = 16
+	t.Proxy = directPlainHTTP(t.Proxy)
 	return t
+}
+
+// directPlainHTTP is proxy for HTTPS and no proxy for plain HTTP.
+func directPlainHTTP(proxy func(*http.Request) (*url.URL, error)) func(*http.Request) (*url.URL, error) {
+	if proxy == nil {
+		return nil
+	}
+	return func(req *http.Request) (*url.URL, error) {
+		if req.URL.Scheme == "http" {
+			return nil, nil
+		}
+		return proxy(req)
+	}
 }

@@ -36,7 +36,9 @@ func isLoopback(hostport string) bool {
 		host = h
 	}
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if strings.EqualFold(host, "localhost") {
+	// Only this spelling: Go's proxy settings exempt exactly "localhost",
+	// so "LOCALHOST" would go to an HTTP_PROXY, in clear.
+	if host == "localhost" {
 		return true
 	}
 	ip := net.ParseIP(host)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -49,7 +50,7 @@ func (staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
 // sends both (it picks HTTP for RFC 1918 names). Loopback keeps plain HTTP.
 func TestNoPlainHTTPOffNode(t *testing.T) {
 	const digest = "sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	for _, host := range []string{"10.1.2.3:5000", "192.168.7.7", "172.16.0.9:443", "reg.localhost:5000", "127.0.0.1:5000", "localhost:5000", "[::1]:5000"} {
+	for _, host := range []string{"10.1.2.3:5000", "192.168.7.7", "172.16.0.9:443", "reg.localhost:5000", "LOCALHOST:5000", "127.0.0.1:5000", "localhost:5000", "[::1]:5000"} {
 		t.Run(host, func(t *testing.T) {
 			l := &lan{}
 			c, err := New(Options{Transport: l, Keychain: staticKeychain{}})
@@ -75,7 +76,13 @@ func TestNoPlainHTTPOffNode(t *testing.T) {
 				if plain != 0 || clearCreds != 0 {
 					t.Fatalf("%d plain-HTTP requests, %d with credentials, to %s", plain, clearCreds, host)
 				}
-				if !errors.Is(err, ErrPlainHTTP) && (err == nil || !strings.Contains(err.Error(), "plain HTTP refused")) {
+				if err == nil {
+					t.Fatal("fetched a manifest though HTTPS failed")
+				}
+				if strings.EqualFold(host, "LOCALHOST:5000") {
+					return // go-containerregistry itself only tries HTTPS for it
+				}
+				if !errors.Is(err, ErrPlainHTTP) && !strings.Contains(err.Error(), "plain HTTP refused") {
 					t.Fatalf("error %v does not say plain HTTP was refused", err)
 				}
 				return
@@ -84,5 +91,21 @@ func TestNoPlainHTTPOffNode(t *testing.T) {
 				t.Fatalf("no plain-HTTP request to loopback %s (err %v)", host, err)
 			}
 		})
+	}
+}
+
+// Plain HTTP never goes through a proxy (it would cross the network in
+// clear); HTTPS keeps the proxy the environment names.
+func TestNoProxyForPlainHTTP(t *testing.T) {
+	proxyURL, _ := url.Parse("http://proxy.corp.example:3128")
+	proxy := directPlainHTTP(func(*http.Request) (*url.URL, error) { return proxyURL, nil })
+	for scheme, want := range map[string]*url.URL{"http": nil, "https": proxyURL} {
+		req, _ := http.NewRequest(http.MethodGet, scheme+"://127.0.0.1:5000/v2/", nil)
+		if got, err := proxy(req); err != nil || got != want {
+			t.Errorf("%s: proxy %v, %v; want %v", scheme, got, err, want)
+		}
+	}
+	if directPlainHTTP(nil) != nil {
+		t.Error("no proxy became a proxy")
 	}
 }

@@ -97,7 +97,7 @@ func TestConnectionReuse(t *testing.T) {
 	}
 	var dials atomic.Int64
 	d := &net.Dialer{}
-	tr := newTransport()
+	tr := NewTransport()
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		dials.Add(1)
 		return d.DialContext(ctx, network, addr)
