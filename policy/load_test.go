@@ -143,12 +143,12 @@ func TestValidationErrors(t *testing.T) {
 	}{
 		{"empty file", ``, []string{"validators: at least one validator", "policy: at least one rule"}},
 		{"empty lists", "validators: []\npolicy: []", []string{"validators: at least one validator", "policy: at least one rule"}},
-		{"unknown top-level field", cosignHead + "policy: [{pattern: '*'}]\nalerting: {}", []string{`unknown field "alerting"`}},
+		{"unknown top-level field", cosignHead + "policy: [{pattern: '*'}]\nalertng: {}", []string{`unknown field "alertng"`}},
 		{"unknown with field", cosignHead + "policy: [{pattern: '*', with: {trustroot: x}}]", []string{`policy[0].with: unknown field "trustroot" (did you mean "trustRoot"?)`}},
 		{"unknown host field", `
 validators: [{name: default, type: cosign, host: {rekorURL: x}, trustRoots: [{name: default, key: KEY_P256}]}]
 policy: [{pattern: '*'}]`, []string{`validators[0].host: unknown field "rekorURL"`}},
-		{"two unknown fields", cosignHead + "policy: [{pattern: '*', validators: x}]\nalerting: {}", []string{`unknown field "alerting"`, `policy[0]: unknown field "validators"`}},
+		{"two unknown fields", cosignHead + "policy: [{pattern: '*', validators: x}]\nalertng: {}", []string{`unknown field "alertng"`, `policy[0]: unknown field "validators"`}},
 		{"wrong type", cosignHead + "policy: [{pattern: '*', with: {threshold: two}}]", []string{"parse policy", "threshold"}},
 		{"duplicate key", cosignHead + "policy: [{pattern: '*', pattern: 'x'}]", []string{"parse policy", "pattern"}},
 		{"not yaml", "validators: [", []string{"parse policy"}},
@@ -196,8 +196,6 @@ policy:
   validator: foo`, []string{`policy[2].validator: no validator named "foo"`}},
 		{"no default validator", "validators: [{name: allow, type: static, approve: true}]\npolicy: [{pattern: '*'}]",
 			[]string{`policy[0].validator: not set, and there is no validator named "default"`}},
-		{"static with options", cosignHead + "policy: [{pattern: '*', validator: allow, with: {trustRoot: default}}]",
-			[]string{`policy[0].with: validator "allow" is static and takes no options`}},
 		{"default root missing", "validators: [{name: default, type: cosign, trustRoots: [{name: alice, key: KEY_P256}]}]\npolicy: [{pattern: '*'}]",
 			[]string{`policy[0].with.trustRoot: validator "default" has no trust root named "default"`}},
 		{"named root missing", cosignHead + "policy: [{pattern: '*', with: {trustRoot: carol}}]",

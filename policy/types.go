@@ -13,6 +13,8 @@
 // know NRI, registries or signatures.
 package policy
 
+import "encoding/json"
+
 // Mode says what happens when verification fails.
 type Mode string
 
@@ -46,6 +48,11 @@ type Policy struct {
 	Mode       Mode        `json:"mode,omitempty"`
 	Validators []Validator `json:"validators"`
 	Rules      []Rule      `json:"policy"`
+	// Alerting is Connaisseur's alerting section (webhooks to Slack,
+	// Opsgenie, ...). It is accepted so that a Connaisseur file loads, and
+	// not used: at the node, refusals are Kubernetes Events, metrics and
+	// the audit log (a warning says so).
+	Alerting json.RawMessage `json:"alerting,omitempty"`
 
 	// Version identifies the policy content (hex SHA-256 of the file bytes).
 	// Verdict caches key on it so that a reload invalidates them.
@@ -118,11 +125,15 @@ type Host struct {
 }
 
 // Auth is Connaisseur's registry auth block. At the node, credentials come
-// from the docker config given to the daemon; secretName is accepted for
-// compatibility and ignored with a warning.
+// from the docker config given to the daemon; every field is accepted for
+// compatibility and ignored with a warning that says so.
 type Auth struct {
 	SecretName  string `json:"secretName,omitempty"`
 	UseKeychain bool   `json:"useKeychain,omitempty"`
+	// Username and Password are the inline form of Connaisseur's chart
+	// values; never used (nor logged) here.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
 }
 
 // Rule maps an image pattern to a validator.

@@ -220,9 +220,8 @@ func (c *checker) rule(p *Policy, idx int) {
 func (c *checker) with(path string, w With, v *Validator) {
 	switch v.Type {
 	case TypeStatic:
-		if !isZeroWith(w) {
-			c.Add(path, "validator %q is static and takes no options", v.Name)
-		}
+		// Options on a static rule are ignored with a warning (Warnings),
+		// as Connaisseur ignores them.
 	case TypeCosign:
 		c.selection(path, w, v)
 		c.noDelegations(path, w)

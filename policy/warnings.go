@@ -14,9 +14,7 @@ func (p *Policy) Warnings() []string {
 	var ws []string
 	for i, v := range p.Validators {
 		at := fmt.Sprintf("validators[%d] (%s)", i, v.Name)
-		if v.Auth != nil && v.Auth.SecretName != "" {
-			ws = append(ws, at+".auth.secretName: not used at the node; registry credentials come from --docker-config")
-		}
+		ws = append(ws, authWarnings(at, v.Auth)...)
 		if v.Host != nil && !v.hasKeyless() && (v.Host.Rekor != "" || v.Host.RekorPubkey != "" || v.Host.FulcioCert != "" || v.Host.CTLogPubkey != "") {
 			ws = append(ws, at+".host: transparency log and Fulcio settings are used by keyless trust roots only, and this validator has none")
 		}
@@ -24,8 +22,15 @@ func (p *Policy) Warnings() []string {
 			ws = append(ws, at+".cert: a private registry CA is not supported by this version yet; the system roots are used")
 		}
 	}
+	if len(p.Alerting) > 0 {
+		ws = append(ws, "alerting: not used at the node; refusals are reported as Kubernetes Events on the Pod, "+
+			"Prometheus metrics and the audit log (alert on those instead)")
+	}
 	for i, r := range p.Rules {
 		at := fmt.Sprintf("policy[%d] (%s)", i, r.Pattern)
+		if v := p.Validator(r.validatorName()); v != nil && v.Type == TypeStatic && !isZeroWith(r.With) {
+			ws = append(ws, fmt.Sprintf("%s.with: validator %q is static, so the rule's options are ignored", at, v.Name))
+		}
 		if hostWildcard(r.Pattern) {
 			ws = append(ws, at+".pattern: a wildcard in the registry part also matches '/', so it matches images of any registry "+
 				"whose path ends the same way (\"*.corp.example/*\" matches \"evil.io/x.corp.example/app\"); write one rule per registry host")
@@ -66,4 +71,26 @@ func hostWildcard(pattern string) bool {
 		return false
 	}
 	return strings.Trim(pattern, "*?:@") != ""
+}
+
+// credentialsAtNode is where the daemon's registry credentials come from.
+const credentialsAtNode = "registry credentials come from the node: the docker config given with --docker-config (or the daemon user's own)"
+
+// authWarnings says which of Connaisseur's auth fields are not used here.
+func authWarnings(at string, a *Auth) []string {
+	if a == nil {
+		return nil
+	}
+	var ws []string
+	if a.SecretName != "" {
+		ws = append(ws, at+".auth.secretName: not used at the node; "+credentialsAtNode)
+	}
+	if a.Username != "" || a.Password != "" {
+		ws = append(ws, at+".auth.username/password: not used at the node, and better not kept in a policy ConfigMap; "+
+			credentialsAtNode+"; put them there")
+	}
+	if a.UseKeychain {
+		ws = append(ws, at+".auth.useKeychain: not used at the node; "+credentialsAtNode)
+	}
+	return ws
 }

@@ -90,3 +90,51 @@ policy:
 		t.Errorf("the warning does not say what to write instead:\n%s", ws)
 	}
 }
+
+// What Connaisseur's own files carry and the node does not use loads, with a
+// warning that names the field and says where the node gets the same thing
+// (issue 17, items 1-3): options on a static rule, every auth form of its
+// chart values and docs, and the alerting section.
+func TestWarningsConnaisseurFields(t *testing.T) {
+	p := mustParse(t, `
+validators:
+- name: allow
+  type: static
+  approve: true
+- name: default
+  type: cosign
+  auth: {username: acr-user, password: hunter2, useKeychain: true, secretName: regcred}
+  trustRoots:
+  - name: default
+    key: KEY_P256
+policy:
+- pattern: "*:*"
+- pattern: "docker.io/library/*"
+  validator: allow
+  with: {mode: insecureValidateOnly, trustRoot: default}
+alerting:
+  clusterIdentifier: prod
+  admitRequest:
+    templates: [{template: slack, receiverUrl: "https://hooks.example/x"}]
+`)
+	ws := strings.Join(p.Warnings(), "\n")
+	for _, want := range []string{
+		`policy[1] (docker.io/library/*).with: validator "allow" is static, so the rule's options are ignored`,
+		"validators[1] (default).auth.username/password: not used at the node",
+		"validators[1] (default).auth.useKeychain: not used at the node",
+		"validators[1] (default).auth.secretName: not used at the node",
+		"--docker-config",
+		"alerting: not used at the node; refusals are reported as Kubernetes Events",
+	} {
+		if !strings.Contains(ws, want) {
+			t.Errorf("warnings lack %q:\n%s", want, ws)
+		}
+	}
+	if strings.Contains(ws, "hunter2") {
+		t.Errorf("a warning repeats the password:\n%s", ws)
+	}
+	m, err := p.Match("redis:7", "")
+	if err != nil || m.Validator.Name != "allow" {
+		t.Fatalf("the static rule with options does not apply: %v %v", m, err)
+	}
+}
