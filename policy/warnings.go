@@ -73,8 +73,8 @@ func hostWildcard(pattern string) bool {
 	return strings.Trim(pattern, "*?:@") != ""
 }
 
-// credentialsAtNode is where the daemon's registry credentials come from.
-const credentialsAtNode = "registry credentials come from the node: the docker config given with --docker-config (or the daemon user's own)"
+// nodeLoginSource says where the daemon finds its registry logins.
+const nodeLoginSource = "registry credentials come from the node: the docker config given with --docker-config (or the daemon user's own)"
 
 // authWarnings says which of Connaisseur's auth fields are not used here.
 func authWarnings(at string, a *Auth) []string {
@@ -83,14 +83,14 @@ func authWarnings(at string, a *Auth) []string {
 	}
 	var ws []string
 	if a.SecretName != "" {
-		ws = append(ws, at+".auth.secretName: not used at the node; "+credentialsAtNode)
+		ws = append(ws, at+".auth.secretName: not used at the node; "+nodeLoginSource)
 	}
 	if a.Username != "" || a.Password != "" {
 		ws = append(ws, at+".auth.username/password: not used at the node, and better not kept in a policy ConfigMap; "+
-			credentialsAtNode+"; put them there")
+			nodeLoginSource+"; put them there")
 	}
 	if a.UseKeychain {
-		ws = append(ws, at+".auth.useKeychain: not used at the node; "+credentialsAtNode)
+		ws = append(ws, at+".auth.useKeychain: not used at the node; "+nodeLoginSource)
 	}
 	return ws
 }
