@@ -11,6 +11,8 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -23,9 +25,8 @@ import (
 // bits no longer gives enough security).
 const minRSABits = 2048
 
-// errNotPEM explains a key that is not PEM: Connaisseur reads such a value
-// as a KMS URI, which the node does not reach.
-var errNotPEM = errors.New(`is not an inline PEM public key ("-----BEGIN PUBLIC KEY-----"); KMS references are not supported by this version yet`)
+// errNotPEM explains a key that is not PEM.
+var errNotPEM = errors.New(`is not an inline PEM public key ("-----BEGIN PUBLIC KEY-----")`)
 
 // Parse reads an inline PEM public key and checks that it is of a kind and
 // size that signatures are verified with here: ECDSA P-256 or P-384, RSA of
@@ -33,10 +34,7 @@ var errNotPEM = errors.New(`is not an inline PEM public key ("-----BEGIN PUBLIC 
 func Parse(key string) (crypto.PublicKey, error) {
 	block, rest := pem.Decode([]byte(key))
 	if block == nil {
-		if ref := strings.TrimSpace(key); strings.Contains(ref, "://") && len(ref) < 200 && !strings.ContainsAny(ref, "\r\n") {
-			return nil, fmt.Errorf("%q %w", ref, errNotPEM)
-		}
-		return nil, fmt.Errorf("value %w", errNotPEM)
+		return nil, notPEM(key)
 	}
 	if strings.Contains(block.Type, "PRIVATE") {
 		// Say so without echoing anything of it.
@@ -64,4 +62,23 @@ func Parse(key string) (crypto.PublicKey, error) {
 		return k, nil
 	}
 	return nil, fmt.Errorf("unsupported key type %T, need ECDSA P-256/P-384, RSA >= %d bits or Ed25519", pub, minRSABits)
+}
+
+// notPEM says what a value that is no PEM block looks like instead, so that
+// the operator knows what to change. Connaisseur reads a "scheme://" value
+// as a KMS reference, which the node does not reach; a base64 DER key only
+// lacks its armour. Nothing of the value is echoed but a short reference.
+func notPEM(key string) error {
+	ref := strings.TrimSpace(key)
+	if scheme, _, ok := strings.Cut(ref, "://"); ok && scheme != "" && len(ref) < 200 && !strings.ContainsAny(ref, "\r\n") {
+		return fmt.Errorf("%q %w; KMS references are not supported by this version yet", ref, errNotPEM)
+	}
+	compact := strings.Join(strings.Fields(ref), "")
+	if der, err := base64.StdEncoding.DecodeString(compact); err == nil && len(der) > 0 {
+		if _, err := x509.ParsePKIXPublicKey(der); err == nil {
+			return fmt.Errorf("value %w: it is a base64 DER public key without its PEM lines; "+
+				"put it between \"-----BEGIN PUBLIC KEY-----\" and \"-----END PUBLIC KEY-----\"", errNotPEM)
+		}
+	}
+	return fmt.Errorf("value %w", errNotPEM)
 }

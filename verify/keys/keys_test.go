@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"strings"
 	"testing"
@@ -75,6 +76,13 @@ func TestKeyForms(t *testing.T) {
 		{"KMS URI", "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k", `"gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k" is not an inline PEM public key`},
 		{"k8s secret ref", "k8s://ns/secret", "KMS references are not supported by this version yet"},
 		{"empty", "", "is not an inline PEM public key"},
+		{"DER without armour", derBody(t, pemKey(t, "P256")), "a base64 DER public key without its PEM lines"},
+	}
+	// KMS is named only for what looks like a KMS reference.
+	for _, notKMS := range []string{"hello", "", derBody(t, pemKey(t, "P256")), pemKey(t, "P256")[:60]} {
+		if _, err := keys.Parse(notKMS); err == nil || strings.Contains(err.Error(), "KMS") {
+			t.Errorf("Parse(%.20q): %v, want an error that does not speak of KMS", notKMS, err)
+		}
 	}
 	for _, tt := range tests {
 		_, err := keys.Parse(tt.key)
@@ -91,4 +99,14 @@ func TestKeyForms(t *testing.T) {
 			t.Errorf("%s: error echoes key material: %v", tt.name, err)
 		}
 	}
+}
+
+// derBody is a PEM key's base64 body without its BEGIN and END lines.
+func derBody(t *testing.T, pemText string) string {
+	t.Helper()
+	block, _ := pem.Decode([]byte(pemText))
+	if block == nil {
+		t.Fatal("not PEM")
+	}
+	return base64.StdEncoding.EncodeToString(block.Bytes)
 }
