@@ -11,45 +11,18 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/metricstest"
 )
 
 // metric finds the sample of name with exactly labels, or nil.
 func metric(t *testing.T, m *Metrics, name string, labels map[string]string) *dto.Metric {
 	t.Helper()
-	families, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, s := range f.GetMetric() {
-			if len(s.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, l := range s.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
-					continue next
-				}
-			}
-			return s
-		}
-	}
-	return nil
+	return metricstest.Sample(t, m.Registry(), name, labels)
 }
 
 func counterValue(t *testing.T, m *Metrics, name string, labels map[string]string) float64 {
 	t.Helper()
-	s := metric(t, m, name, labels)
-	if s == nil {
-		return 0
-	}
-	if s.GetCounter() != nil {
-		return s.GetCounter().GetValue()
-	}
-	return s.GetGauge().GetValue()
+	return metricstest.Value(t, m.Registry(), name, labels)
 }
 
 func TestDecisionMetrics(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/metricstest"
 	"github.com/nri-image-verifier/nri-image-verifier/report"
 )
 
@@ -429,31 +430,7 @@ func (b *syncBuffer) String() string {
 // it has no such sample.
 func counterValue(t *testing.T, m *report.Metrics, name string, labels map[string]string) float64 {
 	t.Helper()
-	families, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, s := range f.GetMetric() {
-			if len(s.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, l := range s.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
-					continue next
-				}
-			}
-			if s.GetCounter() != nil {
-				return s.GetCounter().GetValue()
-			}
-			return s.GetGauge().GetValue()
-		}
-	}
-	return 0
+	return metricstest.Value(t, m.Registry(), name, labels)
 }
 
 // BenchmarkReportHungAPI: the cost of one Report on the NRI path while the
