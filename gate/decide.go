@@ -137,6 +137,9 @@ func (st *state) route(in Input) (Decision, *check) {
 	m := r.m
 	d.Image, d.Rule, d.Validator, d.Mode = m.Image, m.Rule.Pattern, m.Validator.Name, m.Mode
 	if in.Digest == "" {
+		if in.DigestError != "" {
+			return fail(d, "the image digest could not be found through containerd's socket: "+in.DigestError), nil
+		}
 		return fail(d, "the runtime did not report the image digest (containerd >= 2.4 sends it through NRI)"), nil
 	}
 	c := st.checkFor(m, r.repo, in.Digest, in.ConfigDigest)
