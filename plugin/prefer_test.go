@@ -27,7 +27,7 @@ func (r *recordResolver) Resolve(_ context.Context, _, ref string) (Image, error
 func TestPreferRequestedRecord(t *testing.T) {
 	const victimDigest = "sha256:" + "3333333333333333333333333333333333333333333333333333333333333333"
 	for _, tc := range []struct {
-		name, requested, cfg string
+		name, requested, cfg  string
 		wantImage, wantDigest string
 		wantCalls             int32
 	}{
