@@ -218,7 +218,7 @@ func TestMatchWhy(t *testing.T) {
 			`beats "*": longer path component 1 (3 > 1 characters)`,
 		}},
 		{[]string{"reg.io/*", "reg.io/*"}, "reg.io/x:1", []string{
-			`beats "reg.io/*": earlier in the file (policy[0] before policy[1])`,
+			`beats "reg.io/*": equally specific, and later in the file (policy[1] after policy[0])`,
 		}},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,10 @@ import (
 // pattern and image lengths. Real patterns are far shorter.
 const maxPatternLen = 512
 
+// globMeta holds the characters that open a wildcard, a class or
+// alternatives. None can occur in an image reference.
+const globMeta = "*?[{"
+
 // checkPattern says what is wrong with a rule pattern, if anything.
 // Patterns are image references with two wildcards: '*' (any run of
 // characters, '/' included, as in Connaisseur) and '?' (any one character).

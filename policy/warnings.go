@@ -42,7 +42,7 @@ func (p *Policy) Warnings() []string {
 			ws = append(ws, at+".with: verifyInTransparencyLog/verifySCT apply to keyless trust roots only; signatures of key-based roots are verified without a log")
 		}
 	}
-	return ws
+	return append(ws, p.tieWarnings()...)
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }

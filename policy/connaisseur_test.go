@@ -1,0 +1,110 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+)
+
+// Issue #17: a Connaisseur `validators` + `policy` pair loads unchanged.
+// Each fixture is written in Connaisseur's documented format; where this
+// gate keeps a deliberate difference, the file still loads and a warning
+// names the field.
+
+// connaisseurStatics are Connaisseur's chart defaults for static validators.
+const connaisseurStatics = `
+validators:
+- name: allow
+  type: static
+  approve: true
+- name: deny
+  type: static
+  approve: false
+`
+
+// wantWarnings checks that every string of want is in a warning of ws,
+// and, for an empty want, that no warning mentions about.
+func wantWarnings(t *testing.T, ws []string, about string, want []string) {
+	t.Helper()
+	all := strings.Join(ws, "\n")
+	if len(want) == 0 && strings.Contains(all, about) {
+		t.Errorf("unexpected warnings about %q:\n%s", about, all)
+	}
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("warnings lack %q:\n%s", w, all)
+		}
+	}
+}
+
+// Item 7: equally specific rules go to the later one, as in Connaisseur
+// (its Compare keeps the newer match on a tie), with a warning naming both.
+func TestConnaisseurTies(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy string
+		image  string
+		ns     string
+		want   int // index of the rule that applies
+		warn   []string
+	}{
+		{"duplicate pattern", `
+policy:
+- pattern: "docker.io/library/*:*"
+  validator: deny
+- pattern: "docker.io/library/*:*"
+  validator: allow
+`, "redis:7", "", 1, []string{"policy[1] (docker.io/library/*:*).pattern: exactly as specific as policy[0] (docker.io/library/*:*)"}},
+		{"short and qualified", `
+policy:
+- pattern: "redis:*"
+  validator: allow
+- pattern: "docker.io/library/redis:*"
+  validator: deny
+`, "redis:7", "", 1, []string{"policy[1] (docker.io/library/redis:*).pattern: exactly as specific as policy[0] (redis:*)"}},
+		{"wildcards at one place", `
+policy:
+- pattern: "reg.example.com/x*"
+  validator: deny
+- pattern: "reg.example.com/x?"
+  validator: allow
+`, "reg.example.com/xy:1", "", 1, []string{"policy[1] (reg.example.com/x?).pattern: exactly as specific as policy[0]"}},
+		{"other heads, not warned", `
+policy:
+- pattern: "*/a/*"
+  validator: deny
+- pattern: "*/b/*"
+  validator: allow
+`, "reg.example.com/x/a/b/c:1", "", 1, nil},
+		{"namespaces apart, not warned", `
+policy:
+- pattern: "reg.example.com/*"
+  validator: deny
+  namespaces: [a]
+- pattern: "reg.example.com/*"
+  validator: allow
+  namespaces: [b]
+`, "reg.example.com/app:1", "a", 0, nil},
+		{"namespaces meet", `
+policy:
+- pattern: "reg.example.com/*"
+  validator: deny
+  namespaces: [a, b]
+- pattern: "reg.example.com/*"
+  validator: allow
+  namespaces: [b]
+`, "reg.example.com/app:1", "b", 1, []string{"policy[1] (reg.example.com/*).pattern: exactly as specific as policy[0]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustParse(t, connaisseurStatics+tt.policy)
+			m, err := p.Match(tt.image, tt.ns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Index != tt.want {
+				t.Errorf("Match(%q) = policy[%d], want policy[%d] (why: %q)", tt.image, m.Index, tt.want, m.Why)
+			}
+			wantWarnings(t, p.Warnings(), "exactly as specific", tt.warn)
+		})
+	}
+}
