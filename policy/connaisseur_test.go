@@ -108,3 +108,53 @@ policy:
 		})
 	}
 }
+
+// Item 8: keyless regexes are anchored here and found anywhere in the
+// value by Connaisseur (cosign). Connaisseur's documented keyless example
+// loads, with a warning on each regex whose two readings differ.
+func TestConnaisseurKeylessRegex(t *testing.T) {
+	tests := []struct {
+		issuerRegex, subjectRegex string
+		warn                      []string
+	}{
+		// Connaisseur's docs/validators/sigstore_cosign.md example.
+		{"github", "", []string{
+			`validators[0] (keylessvalidator).trustRoots[0] (keyless).keyless.issuerRegex "github": read anchored, as ^(?:github)$`,
+			`write "^(?:github)$" to keep this meaning in both, or ".*(?:github).*" for Connaisseur's`,
+		}},
+		{"", `https://github\.com/org/.*`, []string{`keyless.subjectRegex "https://github\\.com/org/.*": read anchored`}},
+		{`^https://github\.com/org/`, "", []string{`keyless.issuerRegex`}},
+		{`^a$|b`, "", []string{`keyless.issuerRegex`}},
+		{`^a|^b`, "", []string{`keyless.issuerRegex`}},
+		{`foo\$`, "", []string{`keyless.issuerRegex`}},
+		// The same in both readings: no warning.
+		{`^https://token\.actions\.githubusercontent\.com$`, `^https://github\.com/org/.*$`, nil},
+		{".*github.*", `.+@example\.com$`, nil},
+		{`(^a$|^b$)`, `(?s).*x.*`, nil},
+		{`^(a|b)$`, `\Aalice\z`, nil},
+	}
+	for _, tt := range tests {
+		keyless := "      subject: philipp@example.com\n"
+		if tt.subjectRegex != "" {
+			keyless = "      subjectRegex: '" + tt.subjectRegex + "'\n"
+		}
+		if tt.issuerRegex != "" {
+			keyless += "      issuerRegex: '" + tt.issuerRegex + "'\n"
+		} else {
+			keyless += "      issuer: https://accounts.example.com\n"
+		}
+		p := mustParse(t, `
+validators:
+- name: keylessvalidator
+  type: cosign
+  trustRoots:
+  - name: keyless
+    keyless:
+`+keyless+`policy:
+- pattern: "reg.example.com/*"
+  validator: keylessvalidator
+  with: {trustRoot: keyless}
+`)
+		wantWarnings(t, p.Warnings(), "keyless.", tt.warn)
+	}
+}

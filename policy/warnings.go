@@ -18,6 +18,9 @@ func (p *Policy) Warnings() []string {
 		if v.Host != nil && !v.hasKeyless() && (v.Host.Rekor != "" || v.Host.RekorPubkey != "" || v.Host.FulcioCert != "" || v.Host.CTLogPubkey != "") {
 			ws = append(ws, at+".host: transparency log and Fulcio settings are used by keyless trust roots only, and this validator has none")
 		}
+		for j, r := range v.TrustRoots {
+			ws = append(ws, keylessRegexWarnings(fmt.Sprintf("%s.trustRoots[%d] (%s)", at, j, r.Name), r)...)
+		}
 		if v.Cert != "" && v.Type != TypeNotaryV1 {
 			ws = append(ws, at+".cert: a private registry CA is not supported by this version yet; the system roots are used")
 		}
