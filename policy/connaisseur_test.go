@@ -158,3 +158,48 @@ validators:
 		wantWarnings(t, p.Warnings(), "keyless.", tt.warn)
 	}
 }
+
+// Item 10: Connaisseur finds a pattern anywhere in the image name, so a
+// short deny rule such as "redis" also denies docker.io/bitnami/redis:7.
+// Here it is qualified and anchored: the file loads, and the deny rule
+// without a registry is warned about.
+func TestConnaisseurShortDenyRules(t *testing.T) {
+	tests := []struct {
+		pattern, validator string
+		warn               []string
+		bitnamiDenied      bool // is docker.io/bitnami/redis:7 denied
+	}{
+		{"redis", "deny", []string{
+			`policy[1] (redis).pattern: a deny rule without a registry is read as "docker.io/library/redis"`,
+			`write "*/redis" to deny that name anywhere, or "*redis*" for Connaisseur's meaning`,
+		}, false},
+		{"bitnami/redis:*", "deny", []string{`policy[1] (bitnami/redis:*).pattern: a deny rule without a registry`}, true},
+		{"docker.io/library/redis", "deny", nil, false},
+		{"*/redis", "deny", nil, true},
+		{"*redis*", "deny", nil, true},
+		{"redis", "allow", nil, false},
+	}
+	for _, tt := range tests {
+		p := mustParse(t, connaisseurStatics+`
+policy:
+- pattern: "*:*"
+  validator: allow
+- pattern: "`+tt.pattern+`"
+  validator: `+tt.validator+`
+`)
+		// No warning of any kind but the deny rule's: a wildcard where the
+		// registry goes is what a deny rule wants.
+		ws := p.Warnings()
+		wantWarnings(t, ws, "policy[1]", tt.warn)
+		if len(ws) > 1 {
+			t.Errorf("%s: more warnings than one: %q", tt.pattern, ws)
+		}
+		m, err := p.Match("docker.io/bitnami/redis:7", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if denied := m.Index == 1 && tt.validator == "deny"; denied != tt.bitnamiDenied {
+			t.Errorf("%s: docker.io/bitnami/redis:7 goes to policy[%d], denied = %v, want %v", tt.pattern, m.Index, denied, tt.bitnamiDenied)
+		}
+	}
+}

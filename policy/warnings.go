@@ -34,7 +34,15 @@ func (p *Policy) Warnings() []string {
 		if v := p.Validator(r.validatorName()); v != nil && v.Type == TypeStatic && !isZeroWith(r.With) {
 			ws = append(ws, fmt.Sprintf("%s.with: validator %q is static, so the rule's options are ignored", at, v.Name))
 		}
-		if hostWildcard(r.Pattern) {
+		deny := isDenyRule(p.Validator(r.validatorName()))
+		if deny && !hasRegistry(r.Pattern) {
+			ws = append(ws, fmt.Sprintf("%s.pattern: a deny rule without a registry is read as %q, the whole image name, "+
+				"so it does not deny the name under other registries or paths (\"docker.io/bitnami/redis:7\" for \"redis\"), "+
+				"which Connaisseur's match anywhere in the name does; write \"*/%s\" to deny that name anywhere, "+
+				"or \"*%s*\" for Connaisseur's meaning", at, normalizePattern(r.Pattern), r.Pattern, r.Pattern))
+		}
+		// Matching more than meant is the point of a deny rule.
+		if !deny && hostWildcard(r.Pattern) {
 			ws = append(ws, at+".pattern: a wildcard in the registry part also matches '/', so it matches images of any registry "+
 				"whose path ends the same way (\"*.corp.example/*\" matches \"evil.io/x.corp.example/app\"); write one rule per registry host")
 		}
