@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -201,5 +202,61 @@ policy:
 		if denied := m.Index == 1 && tt.validator == "deny"; denied != tt.bitnamiDenied {
 			t.Errorf("%s: docker.io/bitnami/redis:7 goes to policy[%d], denied = %v, want %v", tt.pattern, m.Index, denied, tt.bitnamiDenied)
 		}
+	}
+}
+
+// Item 11: a value of the wrong type is reported with its field path, like
+// every other policy error, not as encoding/json's "cannot unmarshal ...
+// into Go struct field ...". The fixture is Connaisseur's chart layout.
+func TestConnaisseurTypeErrors(t *testing.T) {
+	const head = "validators:\n- name: default\n  type: cosign\n"
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"file a list", "- validators", "the policy must be an object with validators and policy, not a list"},
+		{"validators an object", "validators: {name: default}\npolicy: [{pattern: '*'}]", "validators: must be a list, not an object"},
+		{"validator a string", "validators: [default]\npolicy: [{pattern: '*'}]", "validators[0]: must be an object (a mapping of fields), not a string"},
+		{"approve a string", "validators: [{name: default, type: static, approve: 'false'}]\npolicy: [{pattern: '*'}]", "validators[0].approve: must be true or false, not a string"},
+		{"trustRoots an object", head + "  trustRoots: {name: default, key: x}\npolicy: [{pattern: '*'}]", "validators[0].trustRoots: must be a list, not an object"},
+		{"key a list", head + "  trustRoots: [{name: default, key: [a, b]}]\npolicy: [{pattern: '*'}]", "validators[0].trustRoots[0].key: must be a string, not a list"},
+		{"keyless a string", head + "  trustRoots: [{name: default, keyless: github}]\npolicy: [{pattern: '*'}]", "validators[0].trustRoots[0].keyless: must be an object (a mapping of fields), not a string"},
+		{"host a number", head + "  host: 4443\n  trustRoots: [{name: default, key: x}]\npolicy: [{pattern: '*'}]", "validators[0].host: must be a notary server (a string) or an object, not the number 4443"},
+		{"auth a string", head + "  auth: hunter2\n  trustRoots: [{name: default, key: x}]\npolicy: [{pattern: '*'}]", "validators[0].auth: must be an object (a mapping of fields), not a string"},
+		{"useKeychain a string", head + "  auth: {useKeychain: 'yes please'}\n  trustRoots: [{name: default, key: x}]\npolicy: [{pattern: '*'}]", "validators[0].auth.useKeychain: must be true or false, not a string"},
+		{"policy an object", head + "  trustRoots: [{name: default, key: x}]\npolicy: {pattern: '*'}", "policy: must be a list, not an object"},
+		{"namespaces a string", head + "  trustRoots: [{name: default, key: x}]\npolicy: [{pattern: '*'}, {pattern: x, namespaces: prod}]", "policy[1].namespaces: must be a list, not a string"},
+		{"with a list", head + "  trustRoots: [{name: default, key: x}]\npolicy: [{pattern: '*', with: [trustRoot]}]", "policy[0].with: must be an object (a mapping of fields), not a list"},
+		{"threshold a string", head + "  trustRoots: [{name: default, key: x}]\npolicy: [{pattern: '*', with: {threshold: two}}]", "policy[0].with.threshold: must be a whole number, not a string"},
+		{"threshold a fraction", head + "  trustRoots: [{name: default, key: x}]\npolicy: [{pattern: '*', with: {threshold: 1.5}}]", "policy[0].with.threshold: must be a whole number, not the number 1.5"},
+		{"threshold huge", head + "  trustRoots: [{name: default, key: x}]\npolicy: [{pattern: '*', with: {threshold: 1e12}}]", "policy[0].with.threshold: 1e+12 is out of range"},
+		{"required a string", head + "  trustRoots: [{name: default, key: x}]\npolicy: [{pattern: '*', with: {required: default}}]", "policy[0].with.required: must be a list, not a string"},
+		{"verifySCT a string", head + "  trustRoots: [{name: default, key: x}]\npolicy: [{pattern: '*', with: {verifySCT: 'off'}}]", "policy[0].with.verifySCT: must be true or false, not a string"},
+		{"conditions a bool", head + "  trustRoots: [{name: default, key: x}]\npolicy: [{pattern: '*', with: {attestations: [{predicateType: x, conditions: true}]}}]", "policy[0].with.attestations[0].conditions: must be a list, not true"},
+		{"mode a list", "mode: [audit]\n" + head + "  trustRoots: [{name: default, key: x}]\npolicy: [{pattern: '*'}]", "mode: must be a string, not a list"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			if err == nil {
+				t.Fatal("loads")
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "unmarshal") {
+				t.Errorf("error = %v\nwant a field error %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error repeats a string value: %v", err)
+			}
+		})
+	}
+	// A number or boolean where a string goes is its text, as in YAML
+	// loaders (Connaisseur's yaml.v3 too): a name or a key that is a
+	// number loads, and the key's own check then names the field.
+	p, err := Parse([]byte(head + "  trustRoots: [{name: 2024, key: 42}]\npolicy: [{pattern: '*', with: {trustRoot: 2024}}]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.Validators[0].TrustRoots[0]; r.Name != "2024" || r.Key != "42" {
+		t.Errorf("trust root = %+v", r)
 	}
 }
