@@ -46,6 +46,11 @@ func (p *Policy) Warnings() []string {
 			ws = append(ws, at+".pattern: a wildcard in the registry part also matches '/', so it matches images of any registry "+
 				"whose path ends the same way (\"*.corp.example/*\" matches \"evil.io/x.corp.example/app\"); write one rule per registry host")
 		}
+		if v := p.Validator(r.validatorName()); v != nil && v.Type == TypeNotation && len(r.With.TrustedIdentities) == 0 {
+			ws = append(ws, fmt.Sprintf("%s.with.trustedIdentities: not set, so any certificate issued under validator %q's trust roots may sign "+
+				"(Connaisseur's meaning, notation's \"*\"); pin the signer, e.g. trustedIdentities: [\"x509.subject: C=US, ST=WA, O=Example, CN=release\"], "+
+				"or write [\"*\"] to keep this", at, v.Name))
+		}
 		if r.With.Mode != "" {
 			ws = append(ws, fmt.Sprintf("%s.with.mode %q: an admission setting, ignored at the node", at, r.With.Mode))
 		}
