@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -259,4 +260,167 @@ func TestConnaisseurTypeErrors(t *testing.T) {
 	if r := p.Validators[0].TrustRoots[0]; r.Name != "2024" || r.Key != "42" {
 		t.Errorf("trust root = %+v", r)
 	}
+}
+
+// Item 4: classes and alternatives, as Connaisseur's glob library reads
+// them. '*' still crosses '/', and patterns stay anchored and qualified.
+func TestConnaisseurGlobSyntax(t *testing.T) {
+	p := mustParse(t, connaisseurStatics+`
+policy:
+- pattern: "docker.io/library/{redis,nginx}:*"
+  validator: allow
+- pattern: "reg.example.com/app-[0-9]:v[!0]*"
+  validator: allow
+- pattern: "{eu,us}.mirror.example.com/team/*"
+  validator: allow
+- pattern: "{redis,postgres}:[0-9]*"
+  validator: allow
+- pattern: "reg.example.com/{a,{b*,c}d,}x"
+  validator: allow
+- pattern: "reg.example.com/app[._-]x"
+  validator: allow
+`)
+	tests := []struct {
+		image string
+		want  int // -1: no rule
+	}{
+		{"redis:7", 3}, // more specific (longer) than policy[0]
+		{"docker.io/library/nginx:1.25", 0},
+		{"docker.io/library/postgres:16", 3},
+		{"docker.io/library/postgres:latest", -1},
+		{"docker.io/library/redis-evil:7", -1},
+		{"reg.example.com/app-3:v1", 1},
+		{"reg.example.com/app-3:v0", -1},
+		{"reg.example.com/app-y:v1", -1},
+		{"reg.example.com/app-33:v1", -1},
+		{"eu.mirror.example.com/team/app:1", 2},
+		{"ap.mirror.example.com/team/app:1", -1},
+		{"evil.example.com/eu.mirror.example.com/team/app:1", -1},
+		{"reg.example.com/ax", 4},
+		{"reg.example.com/bzz/qdx", 4}, // '*' crosses '/' inside alternatives too
+		{"reg.example.com/cdx", 4},
+		{"reg.example.com/x", 4},
+		{"reg.example.com/dx", -1},
+		{"reg.example.com/app-x", 5},
+		{"reg.example.com/app_x", 5},
+		{"reg.example.com/appxx", -1},
+	}
+	for _, tt := range tests {
+		m, err := p.Match(tt.image, "")
+		switch {
+		case tt.want < 0 && !errors.Is(err, ErrNoRule):
+			t.Errorf("Match(%q) = %v, %v; want no rule", tt.image, m, err)
+		case tt.want >= 0 && (err != nil || m.Index != tt.want):
+			t.Errorf("Match(%q) = %v, %v; want policy[%d]", tt.image, m, err, tt.want)
+		}
+	}
+	// Names in alternatives are names, not registries: nothing to warn of.
+	wantWarnings(t, p.Warnings(), "registry part", nil)
+}
+
+// Invalid classes and alternatives are load errors naming the rule.
+func TestConnaisseurGlobErrors(t *testing.T) {
+	tests := []struct{ pattern, want string }{
+		{"reg.example.com/[", `'[' at position 17 is never closed`},
+		{"reg.example.com/app:[0-9", `'[' at position 21 is never closed`},
+		{"reg.example.com/{a,b", `'{' at position 17 is never closed`},
+		{"reg.example.com/{a,{b}", `'{' at position 17 is never closed`},
+		{"reg.example.com/a}", `'}' at position 18 closes no '{'`},
+		{"reg.example.com/a]", `']' at position 18 closes no '['`},
+		{"reg.example.com/[]", `class "[]" at position 17: is empty`},
+		{"reg.example.com/[!]", `class "[!]" at position 17: is empty`},
+		{"reg.example.com/[a-z0-9]", `holds one range or a list of characters, not both`},
+		{"reg.example.com/[ab-d]", `'-' inside a list is the character '-'`},
+		{"reg.example.com/[a-]", `reads as an unfinished range`},
+		{"reg.example.com/[z-a]", `range z-a must run up between two digits or two letters of one case`},
+		{"reg.example.com/[A-z]", `range A-z must run up`},
+		{"reg.example.com/[a/b]", `character '/' cannot be in a class`},
+		{"reg.example.com/[a:]", `character ':' cannot be in a class`},
+		{"reg.example.com/{library/redis,x}", `'/' at position 25 is inside {...}`},
+		{"reg.example.com/a,b", `',' at position 18 is outside {...}`},
+		{"reg.example.com/!a", `'!' at position 17 is outside [...]`},
+		{`reg.example.com/\a`, `escapes ('\') are not supported`},
+	}
+	for _, tt := range tests {
+		_, err := Parse([]byte(connaisseurStatics + "policy:\n- pattern: \"*\"\n  validator: deny\n- pattern: '" + tt.pattern + "'\n  validator: allow\n"))
+		want := fmt.Sprintf("policy[1].pattern: %q: ", tt.pattern) // names the rule
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error = %v\nwant %q and %q", tt.pattern, err, want, tt.want)
+		}
+	}
+}
+
+// Precedence between patterns with classes and alternatives is
+// Connaisseur's: its specificity (components, then common prefix with the
+// image's components, then component lengths, the later rule on a tie) is
+// computed on the pattern text, brackets and braces counted as written.
+// connaisseurWinner is that algorithm, written from its description, over
+// fully qualified patterns (which this gate's qualification leaves alone).
+func TestConnaisseurGlobPrecedence(t *testing.T) {
+	patterns := []string{
+		"docker.io/library/*:*",
+		"docker.io/library/{redis,nginx}:*",
+		"docker.io/library/redis:*",
+		"docker.io/library/re[d]is:*",
+		"docker.io/library/redis*",
+		"docker.io/*/{redis,nginx}:*",
+		"docker.io/library/{nginx,redis}:[0-9]*",
+		"docker.io/library/[a-z]edis:7",
+		"docker.io/library/{redis,nginx}:7",
+	}
+	images := []string{"docker.io/library/redis:7", "docker.io/library/nginx:1", "docker.io/library/redis:alpine",
+		"docker.io/library/xedis:7", "docker.io/library/redis-x:1"}
+	approve := true
+	p := &Policy{Validators: []Validator{{Name: "default", Type: TypeStatic, Approve: &approve}}}
+	for _, pat := range patterns {
+		p.Rules = append(p.Rules, Rule{Pattern: pat})
+	}
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range images {
+		m, err := p.Match(img, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var matching []int
+		for i := range p.Rules {
+			if compilePattern(p.Rules[i].Pattern).matchesAny([]string{img}) {
+				matching = append(matching, i)
+			}
+		}
+		if want := connaisseurWinner(patterns, matching, img); m.Index != want {
+			t.Errorf("%s: policy[%d] %q, Connaisseur would choose policy[%d] %q (why: %q)", img, m.Index, patterns[m.Index], want, patterns[want], m.Why)
+		}
+	}
+}
+
+func connaisseurWinner(patterns []string, matching []int, image string) int {
+	imgComps := strings.Split(image, "/")
+	best := -1
+	for _, i := range matching {
+		if best < 0 || !connaisseurBeats(patterns[best], patterns[i], imgComps) {
+			best = i // the later wins unless the earlier is more specific
+		}
+	}
+	return best
+}
+
+// connaisseurBeats says whether pattern a is strictly more specific than b.
+func connaisseurBeats(a, b string, img []string) bool {
+	ac, bc := strings.Split(a, "/"), strings.Split(b, "/")
+	if len(ac) != len(bc) {
+		return len(ac) > len(bc)
+	}
+	for i := range ac {
+		if pa, pb := commonPrefix(ac[i], img[i]), commonPrefix(bc[i], img[i]); pa != pb {
+			return pa > pb
+		}
+	}
+	for i := range ac {
+		if len(ac[i]) != len(bc[i]) {
+			return len(ac[i]) > len(bc[i])
+		}
+	}
+	return false
 }

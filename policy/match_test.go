@@ -308,7 +308,7 @@ func TestMatchErrors(t *testing.T) {
 	}
 	// A policy built in code and never validated: fail, never skip a rule.
 	bad := staticPolicy(t, "*")
-	bad.Rules = append(bad.Rules, Rule{Pattern: "reg.io/[ab]"})
+	bad.Rules = append(bad.Rules, Rule{Pattern: "reg.io/[ab"})
 	if _, err := bad.Match("redis", ""); err == nil || !strings.Contains(err.Error(), "policy[1].pattern") {
 		t.Errorf("Match with a bad pattern: error = %v, want one naming policy[1].pattern", err)
 	}

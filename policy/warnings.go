@@ -82,7 +82,8 @@ func selectsKeyRoot(v *Validator, w With) bool {
 // "evil.io/x.corp.example/app". A pattern made of wildcards only ("*",
 // "*:*") says "everything" and surprises no one.
 func hostWildcard(pattern string) bool {
-	first, _, _ := strings.Cut(pattern, "/")
+	// Qualified, "redis:*" has docker.io for its registry part.
+	first, _, _ := strings.Cut(normalizePattern(pattern), "/")
 	if !hasWildcard(first) {
 		return false
 	}
