@@ -180,6 +180,7 @@ func TestConnaisseurShortDenyRules(t *testing.T) {
 		{"*/redis", "deny", nil, true},
 		{"*redis*", "deny", nil, true},
 		{"redis", "allow", nil, false},
+		{"*", "deny", nil, false}, // no registry part to miss; "*:*" is longer and wins
 	}
 	for _, tt := range tests {
 		p := mustParse(t, connaisseurStatics+`
