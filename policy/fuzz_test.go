@@ -38,6 +38,8 @@ func FuzzMatch(f *testing.F) {
 	f.Add("*/*/?*", "localhost:5000/a/b", "")
 	f.Add("a*b*c*d*e*f*g", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "")
 	f.Add("*", "[::1]:5000/app", "prod")
+	f.Add("{redis,nginx}:[0-9]*", "redis:7", "")
+	f.Add("{eu,us}.reg.io/[!x]*/{a,b*,}", "eu.reg.io/y/b:1", "prod")
 	f.Fuzz(func(t *testing.T, pattern, image, namespace string) {
 		approve := false
 		p := &Policy{

@@ -181,7 +181,7 @@ policy: [{pattern: '*'}]`, []string{`validators[2].name: duplicate validator nam
 		{"root with notation cert", "validators: [{name: default, type: cosign, trustRoots: [{name: default, key: KEY_P256, cert: x}]}]\npolicy: [{pattern: '*'}]",
 			[]string{"validators[0].trustRoots[0]: cert and tsCert belong to notation"}},
 		{"pattern empty", cosignHead + "policy: [{validator: allow}]", []string{`policy[0].pattern: "": must not be empty`}},
-		{"pattern glob class", cosignHead + "policy: [{pattern: 'reg.io/[ab]*', validator: allow}]", []string{`policy[0].pattern: "reg.io/[ab]*": character '['`}},
+		{"pattern glob class", cosignHead + "policy: [{pattern: 'reg.io/[ab*', validator: allow}]", []string{`policy[0].pattern: "reg.io/[ab*": '[' at position 8 is never closed`}},
 		{"pattern space", cosignHead + "policy: [{pattern: 'reg.io/a b', validator: allow}]", []string{`policy[0].pattern: "reg.io/a b": character ' ' cannot appear`}},
 		{"pattern empty component", cosignHead + "policy: [{pattern: 'reg.io//a', validator: allow}]", []string{"policy[0].pattern", "empty path component"}},
 		{"pattern upper case", cosignHead + "policy: [{pattern: 'MyOrg/app', validator: allow}]", []string{"policy[0].pattern", `"MyOrg" is not lower case`}},

@@ -143,14 +143,15 @@ func imageViews(repo, tag, digest string) []string {
 
 // moreSpecific compares how specifically rules a and b describe the image
 // (split on '/' into img). It returns > 0 when a wins, < 0 when b wins, and
-// the deciding criterion. The order is Connaisseur's, then two tie-breaks
-// of ours:
+// the deciding criterion. Steps 1-3 and 5 are Connaisseur's, 4 is ours:
 //  1. more path components;
 //  2. from the left, the longer common prefix of a pattern component with
 //     the image's component;
 //  3. from the left, the longer component;
 //  4. a rule restricted by namespaces over one that is not;
-//  5. the rule earlier in the file.
+//  5. the rule later in the file: Connaisseur keeps the last of equally
+//     specific rules, and a file must choose the same rule in both places.
+//     Neither order is safer than the other; Warnings names such pairs.
 func moreSpecific(a, b candidate, img []string) (int, reason) {
 	if s := cmpInt(len(a.comps), len(b.comps)); s != 0 {
 		return s, reason{kind: byComponents, a: len(a.comps), b: len(b.comps)}
@@ -176,7 +177,7 @@ func moreSpecific(a, b candidate, img []string) (int, reason) {
 		}
 		return -1, reason{kind: byNamespaces}
 	}
-	if a.index < b.index {
+	if a.index > b.index {
 		return 1, reason{kind: byOrder, a: a.index, b: b.index}
 	}
 	return -1, reason{kind: byOrder, a: a.index, b: b.index}
@@ -212,7 +213,7 @@ func (r reason) String() string {
 	case byNamespaces:
 		return "restricted by namespaces, the other rule is not"
 	}
-	return fmt.Sprintf("earlier in the file (policy[%d] before policy[%d])", lo, hi)
+	return fmt.Sprintf("equally specific, and later in the file (policy[%d] after policy[%d])", hi, lo)
 }
 
 func cmpInt(a, b int) int {

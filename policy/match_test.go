@@ -218,7 +218,7 @@ func TestMatchWhy(t *testing.T) {
 			`beats "*": longer path component 1 (3 > 1 characters)`,
 		}},
 		{[]string{"reg.io/*", "reg.io/*"}, "reg.io/x:1", []string{
-			`beats "reg.io/*": earlier in the file (policy[0] before policy[1])`,
+			`beats "reg.io/*": equally specific, and later in the file (policy[1] after policy[0])`,
 		}},
 	}
 	for _, tt := range tests {
@@ -308,7 +308,7 @@ func TestMatchErrors(t *testing.T) {
 	}
 	// A policy built in code and never validated: fail, never skip a rule.
 	bad := staticPolicy(t, "*")
-	bad.Rules = append(bad.Rules, Rule{Pattern: "reg.io/[ab]"})
+	bad.Rules = append(bad.Rules, Rule{Pattern: "reg.io/[ab"})
 	if _, err := bad.Match("redis", ""); err == nil || !strings.Contains(err.Error(), "policy[1].pattern") {
 		t.Errorf("Match with a bad pattern: error = %v, want one naming policy[1].pattern", err)
 	}

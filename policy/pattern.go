@@ -12,9 +12,14 @@ import (
 // pattern and image lengths. Real patterns are far shorter.
 const maxPatternLen = 512
 
+// globMeta holds the characters that open a wildcard, a class or
+// alternatives. None can occur in an image reference.
+const globMeta = "*?[{"
+
 // checkPattern says what is wrong with a rule pattern, if anything.
-// Patterns are image references with two wildcards: '*' (any run of
-// characters, '/' included, as in Connaisseur) and '?' (any one character).
+// Patterns are image references with Connaisseur's glob syntax: '*' (any
+// run of characters, '/' included), '?' (any one character), classes
+// ([a-f], [!abc]) and alternatives ({a,b}); see glob.go.
 func checkPattern(p string) error {
 	if p == "" {
 		return errors.New("must not be empty")
@@ -24,12 +29,17 @@ func checkPattern(p string) error {
 	}
 	for _, c := range p {
 		switch {
-		case strings.ContainsRune("[]{}\\", c):
-			// Connaisseur's glob library would read these as classes,
-			// alternatives or escapes; refuse rather than match literally.
-			return fmt.Errorf("character %q is glob syntax this version does not support; only * and ? are wildcards", c)
+		case c == '\\':
+			// Connaisseur's glob library reads it as an escape; no
+			// character of an image reference needs one.
+			return errors.New("escapes ('\\') are not supported: no character of an image reference needs one")
 		case !isPatternChar(c):
 			return fmt.Errorf("character %q cannot appear in an image reference", c)
+		}
+	}
+	if strings.ContainsAny(p, globSyntax) {
+		if _, err := compileGlob(p); err != nil {
+			return err
 		}
 	}
 	if strings.Count(p, "@") > 1 {
@@ -58,10 +68,16 @@ func checkPattern(p string) error {
 
 func isPatternChar(c rune) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-		strings.ContainsRune("._-/:@+*?", c)
+		strings.ContainsRune("._-/:@+*?", c) || strings.ContainsRune(globSyntax, c)
 }
 
-func hasWildcard(s string) bool { return strings.ContainsAny(s, "*?") }
+// globSyntax is the syntax of classes and alternatives.
+const globSyntax = "[]{},!"
+
+// hasWildcard says whether s holds something that may match any character
+// ('/' included), and so may stand for a registry: '*', '?' or a negated
+// class. Other classes and alternatives stand for names, as letters do.
+func hasWildcard(s string) bool { return strings.ContainsAny(s, "*?") || strings.Contains(s, "[!") }
 
 // namePart is a last path component without its tag or digest.
 func namePart(comp string) string {
@@ -139,6 +155,7 @@ type compiledPattern struct {
 	raw   string
 	norm  string   // normalizePattern(raw)
 	comps []string // norm split on '/'
+	prog  globProg // norm compiled, when it has classes or alternatives
 	err   error    // what checkPattern found wrong, if anything
 }
 
@@ -147,12 +164,20 @@ func compilePattern(raw string) compiledPattern {
 		return compiledPattern{raw: raw, err: err}
 	}
 	norm := normalizePattern(raw)
-	return compiledPattern{raw: raw, norm: norm, comps: strings.Split(norm, "/")}
+	c := compiledPattern{raw: raw, norm: norm, comps: strings.Split(norm, "/")}
+	if strings.ContainsAny(norm, globSyntax) {
+		prog, err := compileGlob(norm)
+		if err != nil {
+			return compiledPattern{raw: raw, err: fmt.Errorf("qualified as %q: %w", norm, err)}
+		}
+		c.prog = prog
+	}
+	return c
 }
 
 func (c compiledPattern) matchesAny(views []string) bool {
 	for _, v := range views {
-		if globMatch(c.norm, v) {
+		if c.prog != nil && c.prog.match(v) || c.prog == nil && globMatch(c.norm, v) {
 			return true
 		}
 	}

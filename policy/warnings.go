@@ -18,6 +18,9 @@ func (p *Policy) Warnings() []string {
 		if v.Host != nil && !v.hasKeyless() && (v.Host.Rekor != "" || v.Host.RekorPubkey != "" || v.Host.FulcioCert != "" || v.Host.CTLogPubkey != "") {
 			ws = append(ws, at+".host: transparency log and Fulcio settings are used by keyless trust roots only, and this validator has none")
 		}
+		for j, r := range v.TrustRoots {
+			ws = append(ws, keylessRegexWarnings(fmt.Sprintf("%s.trustRoots[%d] (%s)", at, j, r.Name), r)...)
+		}
 		if v.Cert != "" && v.Type != TypeNotaryV1 {
 			ws = append(ws, at+".cert: a private registry CA is not supported by this version yet; the system roots are used")
 		}
@@ -31,9 +34,22 @@ func (p *Policy) Warnings() []string {
 		if v := p.Validator(r.validatorName()); v != nil && v.Type == TypeStatic && !isZeroWith(r.With) {
 			ws = append(ws, fmt.Sprintf("%s.with: validator %q is static, so the rule's options are ignored", at, v.Name))
 		}
-		if hostWildcard(r.Pattern) {
+		deny := isDenyRule(p.Validator(r.validatorName()))
+		if deny && !hasRegistry(r.Pattern) {
+			ws = append(ws, fmt.Sprintf("%s.pattern: a deny rule without a registry is read as %q, the whole image name, "+
+				"so it does not deny the name under other registries or paths (\"docker.io/bitnami/redis:7\" for \"redis\"), "+
+				"which Connaisseur's match anywhere in the name does; write \"*/%s\" to deny that name anywhere, "+
+				"or \"*%s*\" for Connaisseur's meaning", at, normalizePattern(r.Pattern), r.Pattern, r.Pattern))
+		}
+		// Matching more than meant is the point of a deny rule.
+		if !deny && hostWildcard(r.Pattern) {
 			ws = append(ws, at+".pattern: a wildcard in the registry part also matches '/', so it matches images of any registry "+
 				"whose path ends the same way (\"*.corp.example/*\" matches \"evil.io/x.corp.example/app\"); write one rule per registry host")
+		}
+		if v := p.Validator(r.validatorName()); v != nil && v.Type == TypeNotation && len(r.With.TrustedIdentities) == 0 {
+			ws = append(ws, fmt.Sprintf("%s.with.trustedIdentities: not set, so any certificate issued under validator %q's trust roots may sign "+
+				"(Connaisseur's meaning, notation's \"*\"); pin the signer, e.g. trustedIdentities: [\"x509.subject: C=US, ST=WA, O=Example, CN=release\"], "+
+				"or write [\"*\"] to keep this", at, v.Name))
 		}
 		if r.With.Mode != "" {
 			ws = append(ws, fmt.Sprintf("%s.with.mode %q: an admission setting, ignored at the node", at, r.With.Mode))
@@ -42,7 +58,7 @@ func (p *Policy) Warnings() []string {
 			ws = append(ws, at+".with: verifyInTransparencyLog/verifySCT apply to keyless trust roots only; signatures of key-based roots are verified without a log")
 		}
 	}
-	return ws
+	return append(ws, p.tieWarnings()...)
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }
@@ -66,7 +82,8 @@ func selectsKeyRoot(v *Validator, w With) bool {
 // "evil.io/x.corp.example/app". A pattern made of wildcards only ("*",
 // "*:*") says "everything" and surprises no one.
 func hostWildcard(pattern string) bool {
-	first, _, _ := strings.Cut(pattern, "/")
+	// Qualified, "redis:*" has docker.io for its registry part.
+	first, _, _ := strings.Cut(normalizePattern(pattern), "/")
 	if !hasWildcard(first) {
 		return false
 	}

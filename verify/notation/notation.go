@@ -93,7 +93,7 @@ func (v *Verifier) Verify(ctx context.Context, s verify.Subject, with policy.Wit
 	}
 
 	t := &tally{signed: make([]bool, len(sel.Roots)), level: level}
-	c := &check{v: v, nv: nv, repo: repo, roots: sel.Roots, ids: with.TrustedIdentities}
+	c := &check{v: v, nv: nv, repo: repo, roots: sel.Roots, ids: identitiesOf(with)}
 	for _, cand := range cands {
 		t.add(c.signatures(ctx, cand))
 	}

@@ -3,6 +3,7 @@ package notation_test
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +61,74 @@ policy:
 		t.Logf("%s: %+v", tc.cn, got)
 		if got.Allowed != tc.allow {
 			t.Errorf("signer %s: allowed=%v (%s), want %v", tc.cn, got.Allowed, got.Reason, tc.allow)
+		}
+	}
+}
+
+// Connaisseur's notation rules never set trustedIdentities (its notation
+// validator has no such option and trusts any signer under the validator's
+// roots). Such a file loads, checked as the daemon checks it, with a
+// warning recommending a pinned identity, and means what it means in
+// Connaisseur: an image signed by any certificate the trust root issued is
+// admitted, one signed under another root is not.
+func TestPolicyFileWithoutIdentities(t *testing.T) {
+	host := imagetest.StartRegistry(t)
+	repo := host + "/team/app"
+	ca := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
+	other := imagetest.NewNotationCA(t, imagetest.NotationSubject("Example", "Example Root"))
+	// Connaisseur's docs/validators/notation.md layout.
+	p, err := policy.ParseWith(fmt.Appendf(nil, `
+validators:
+- name: mynotation
+  type: notation
+  trustRoots:
+  - name: default
+    cert: %s
+policy:
+- pattern: "%s/team/*"
+  validator: mynotation
+`, strconv.Quote(ca.PEM()), host), validators.Check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := strings.Join(p.Warnings(), "\n")
+	if !strings.Contains(ws, `policy[0] (`+host+`/team/*).with.trustedIdentities: not set, so any certificate issued under validator "mynotation"'s trust roots may sign`) {
+		t.Errorf("warnings: %s", ws)
+	}
+	reg, err := registry.New(registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := p.Match(repo+":v1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := validators.Builder(reg)(m.Validator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		ca     *imagetest.NotationCA
+		signer string
+		allow  bool
+	}{
+		{"release", ca, "release", true},
+		{"anyone under the root", ca, "someone-else", true},
+		{"another root", other, "release", false},
+	} {
+		d := imagetest.PushImage(t, repo+":"+tc.signer+strconv.FormatBool(tc.allow))
+		imagetest.SignNotation(t, repo, d, tc.ca.Issue(t, imagetest.NotationSubject("Example", tc.signer), time.Time{}, time.Time{}), imagetest.NotationSignOptions{})
+		got, err := v.Verify(t.Context(), verify.Subject{Repository: repo, Digest: d}, m.Rule.With)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %+v", tc.name, got)
+		if got.Allowed != tc.allow {
+			t.Errorf("%s: allowed=%v (%s), want %v", tc.name, got.Allowed, got.Reason, tc.allow)
+		}
+		if !tc.allow && !strings.Contains(got.Reason, `leads to no certificate of trust root "default"`) {
+			t.Errorf("%s: reason %q", tc.name, got.Reason)
 		}
 	}
 }

@@ -79,6 +79,21 @@ func verifyTimestampOf(w policy.With) string {
 	return w.VerifyTimestamp
 }
 
+// AnyIdentity is notation's trusted identity that accepts every signer a
+// trust root's CA issued to.
+const AnyIdentity = "*"
+
+// identitiesOf is the rule's trusted identities: any signer under the
+// selected roots ("*") unless set. That is what Connaisseur's notation
+// validator always does (it has no such option), so its rules keep their
+// meaning here; a load warning recommends pinning one (see policy).
+func identitiesOf(w policy.With) []string {
+	if len(w.TrustedIdentities) == 0 {
+		return []string{AnyIdentity}
+	}
+	return w.TrustedIdentities
+}
+
 // rootCerts parses a notation trust root: cert, its trust store (CA
 // certificates, or self-signed signing certificates), and tsCert, its
 // timestamping authority roots (none if unset). The checks are those
@@ -157,12 +172,10 @@ func checkRule(e *policy.Errors, path string, w policy.With) {
 	trustedIdentities(e, policy.Path(path, "trustedIdentities"), w.TrustedIdentities)
 }
 
-// trustedIdentities checks the pinned signer identities. They are required:
-// pinning who may sign is the point of this validator, and "*" (any
-// certificate the roots issued) must be written out to be had.
+// trustedIdentities checks the pinned signer identities. None means "*"
+// (identitiesOf), as in Connaisseur, with a warning (policy.Warnings).
 func trustedIdentities(e *policy.Errors, path string, ids []string) {
 	if len(ids) == 0 {
-		e.Add(path, `required: pin the signing certificate's subject, e.g. "x509.subject: C=US, ST=WA, O=Example, CN=release"; write "*" to accept any certificate the trust roots issued`)
 		return
 	}
 	ok := true
@@ -172,9 +185,9 @@ func trustedIdentities(e *policy.Errors, path string, ids []string) {
 		switch {
 		case strings.TrimSpace(id) == "":
 			e.Add(ipath, "must not be empty")
-		case id == "*" && len(ids) > 1:
+		case id == AnyIdentity && len(ids) > 1:
 			e.Add(ipath, `"*" accepts any identity and cannot be combined with others`)
-		case id == "*":
+		case id == AnyIdentity:
 			continue
 		case !found || prefix != x509Subject:
 			e.Add(ipath, "%q: want %q followed by the certificate subject's distinguished name (other identity kinds need a notation plugin, which the node does not run)", id, x509Subject+": ")

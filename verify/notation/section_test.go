@@ -188,8 +188,6 @@ func TestNotationInvalid(t *testing.T) {
 			[]string{`policy[0].with.verificationLevel: unknown level "Strict" (want "strict", "permissive" or "audit")`}},
 		{"verifyTimestamp", notationHead + "policy: [{pattern: '*', with: {verifyTimestamp: never, trustedIdentities: ['*']}}]",
 			[]string{`policy[0].with.verifyTimestamp: unknown value "never" (want "always" or "afterCertExpiry")`}},
-		{"identities missing", notationHead + "policy: [{pattern: '*'}]",
-			[]string{`policy[0].with.trustedIdentities: required: pin the signing certificate's subject`, `write "*"`}},
 		{"identity wildcard and more", notationHead + "policy: [{pattern: '*', with: {trustedIdentities: [" + pin + ", '*']}}]",
 			[]string{`policy[0].with.trustedIdentities[1]: "*" accepts any identity and cannot be combined with others`}},
 		{"identity empty", notationHead + "policy: [{pattern: '*', with: {trustedIdentities: ['']}}]",

@@ -112,7 +112,7 @@ func newNotationVerifier(roots []*root, with policy.With) (notationgo.Verifier, 
 				VerifyTimestamp:   trustpolicy.TimestampOption(verifyTimestampOf(with)),
 			},
 			TrustStores:       stores,
-			TrustedIdentities: with.TrustedIdentities,
+			TrustedIdentities: identitiesOf(with),
 		}},
 	}
 	return verifier.NewWithOptions(doc, store, nil, verifier.VerifierOptions{

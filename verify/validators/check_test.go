@@ -45,7 +45,7 @@ validators:
 - name: default
   type: notation
   trustRoots: [{name: default, cert: x, tsCert: y}]
-policy: [{pattern: '*'}]`, []string{`validators[0].trustRoots[0].cert: holds data that is not a PEM certificate`, "policy[0].with.trustedIdentities: required"}},
+policy: [{pattern: '*', with: {trustedIdentities: ['CN=x']}}]`, []string{`validators[0].trustRoots[0].cert: holds data that is not a PEM certificate`, `policy[0].with.trustedIdentities[0]: "CN=x": want "x509.subject: "`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,6 +79,7 @@ validators:
   trustRoots: [{name: default, key: KEY_RSA1024}]
 policy:
 - pattern: "*"
+  with: {trustedIdentities: ['CN=x']}
 - pattern: "x/*"
   validator: nope
 `)
@@ -93,7 +94,7 @@ policy:
 	for _, fe := range fields {
 		paths = append(paths, fe.Path)
 	}
-	want := []string{"mode", "validators[0].trustRoots[0].cert", "validators[1].trustRoots[0].key", "policy[0].with.trustedIdentities", "policy[1].validator"}
+	want := []string{"mode", "validators[0].trustRoots[0].cert", "validators[1].trustRoots[0].key", "policy[0].with.trustedIdentities[0]", "policy[1].validator"}
 	if strings.Join(paths, " ") != strings.Join(want, " ") {
 		t.Errorf("paths = %q, want %q\n%v", paths, want, err)
 	}
