@@ -17,6 +17,10 @@ type Input struct {
 	// ConfigDigest is the image config digest, if known.
 	ConfigDigest string
 
+	// Volume is the mount destination of the image volume whose image this
+	// is, "" for the container's own image. It only names what is checked.
+	Volume string
+
 	Namespace string
 	Pod       string
 	PodUID    string
