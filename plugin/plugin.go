@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +62,15 @@ type Resolver interface {
 	Resolve(ctx context.Context, ref string) (Image, error)
 }
 
+// ImageStore names the image of an image volume, whose mount carries only
+// the image's digest: it returns every name the runtime's image store holds
+// for that target digest, with the digests of each record. The daemon adapts
+// containerd/resolve. Without an ImageStore a container with an image
+// volume is refused.
+type ImageStore interface {
+	ImagesOf(ctx context.Context, digest string) ([]Image, error)
+}
+
 // Image is what a Resolver found: a name the policy can match (it replaces
 // a bare image ID) and the digests the runtime's image record holds.
 type Image struct {
@@ -85,6 +95,12 @@ type Config struct {
 	Margin time.Duration
 	// Resolver, if set, fills in the digests the runtime did not send.
 	Resolver Resolver
+	// Images, if set, names the images of image volumes; without it a
+	// container with an image volume is refused.
+	Images ImageStore
+	// CRIStateDir is containerd's CRI state directory (absolute), which
+	// image volumes are mounted from; "" means DefaultCRIStateDir.
+	CRIStateDir string
 	// Logger receives connection events and the NRI stub's own messages.
 	Logger *slog.Logger
 }
@@ -132,6 +148,14 @@ func New(cfg Config, decider Decider, reporter Reporter) (*Plugin, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.CRIStateDir == "" {
+		cfg.CRIStateDir = DefaultCRIStateDir
+	}
+	// A relative or unclean directory would never prefix a mount source,
+	// and image volumes would then all be refused as look-alikes.
+	if !path.IsAbs(cfg.CRIStateDir) || path.Clean(cfg.CRIStateDir) != cfg.CRIStateDir {
+		return nil, fmt.Errorf("plugin: CRI state directory %q must be an absolute, clean path", cfg.CRIStateDir)
 	}
 	// Checked here because the stub would only reject them at connect time,
 	// inside the retry loop, where a typo would look like a missing runtime.

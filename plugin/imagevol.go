@@ -1,0 +1,123 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nri-image-verifier/nri-image-verifier/gate"
+)
+
+// maxVolumeNames bounds the names one image volume's digest is checked
+// under. Names that meet one rule share its verdict, so the cost is bounded
+// by the policy anyway; past this many, something is pulling look-alikes.
+const maxVolumeNames = 64
+
+// noImageStore says how to let the plugin name image volumes.
+const noImageStore = "the image of an image volume can be named only from containerd's image store, " +
+	"and the verifier has no connection to it: set --containerd-socket (chart value containerdFallback.enabled=true)"
+
+// judgeVolumes decides on each image volume of the container whose own
+// image decided ctr (already allowed). It stops at the first refusal, which
+// is the last element; every decision made is returned, to be reported.
+func (p *Plugin) judgeVolumes(ctx context.Context, ctr gate.Input, vols []ImageVolume, verr error, start time.Time) []judged {
+	base := gate.Input{Namespace: ctr.Namespace, Pod: ctr.Pod, PodUID: ctr.PodUID, Container: ctr.Container}
+	if verr != nil {
+		in := base
+		var me *MountError
+		if errors.As(verr, &me) {
+			in.Volume = me.Destination
+		}
+		return []judged{{in, refuse("cannot tell which image this mount holds: " + verr.Error())}}
+	}
+	var out []judged
+	for _, v := range vols {
+		in := base
+		in.Volume, in.Digest = v.Destination, v.Digest
+		js, ok := within(ctx, p, start, func(dctx context.Context) []judged { return p.judgeVolume(dctx, in) })
+		if !ok {
+			js = []judged{{in, p.late(in, start)}}
+		}
+		out = append(out, js...)
+		if !js[len(js)-1].d.Allowed {
+			break
+		}
+	}
+	return out
+}
+
+// judgeVolume decides on one image volume, in (its digest and
+// destination known), under the rule of every name containerd's image
+// store holds for the digest. The volume is allowed only if every name's
+// rule allows it: a node may hold look-alike names of one digest (anyone
+// who can have a pod pull an image can add one), and checking them all
+// means another name can only make the check stricter, never pick a laxer
+// rule. The names are taken in a fixed order, so the refusal reported is
+// always the same one.
+func (p *Plugin) judgeVolume(ctx context.Context, in gate.Input) []judged {
+	if p.cfg.Images == nil {
+		return []judged{{in, refuse(noImageStore)}}
+	}
+	imgs, err := p.cfg.Images.ImagesOf(ctx, in.Digest)
+	switch {
+	case err != nil:
+		return []judged{{in, refuse("cannot name the image from containerd's image store: " + err.Error())}}
+	case len(imgs) == 0:
+		return []judged{{in, refuse("containerd's image store holds no name for this digest, so no policy rule can be chosen")}}
+	case len(imgs) > maxVolumeNames:
+		return []judged{{in, refuse(fmt.Sprintf("containerd's image store holds %d names for this digest, more than the %d checked", len(imgs), maxVolumeNames))}}
+	}
+	slices.SortFunc(imgs, func(a, b Image) int { return strings.Compare(a.Name, b.Name) })
+	var out []judged
+	for _, img := range imgs {
+		one := in
+		one.Image, one.ConfigDigest = img.Name, img.ConfigDigest
+		var d gate.Decision
+		if img.Digest != in.Digest {
+			d = refuse(fmt.Sprintf("containerd's record %s has digest %s, not the volume's", img.Name, img.Digest))
+		} else {
+			d = p.decideOne(ctx, one)
+		}
+		out = append(out, judged{one, d})
+		if !d.Allowed {
+			break
+		}
+	}
+	return out
+}
+
+// decideOne asks the Decider about one image, from its cache when it can.
+func (p *Plugin) decideOne(ctx context.Context, in gate.Input) gate.Decision {
+	if c, ok := p.decider.(CachedDecider); ok {
+		if d, ok := c.DecideCached(in); ok {
+			return d
+		}
+	}
+	return p.decider.Decide(ctx, in)
+}
+
+// refuse is the plugin's own refusal of an image volume it cannot check.
+// It is a deny whatever the policy's mode: what cannot be named cannot be
+// matched to a rule, audit-mode or not.
+func refuse(reason string) gate.Decision {
+	return gate.Decision{Verdict: gate.VerdictDeny, Reason: reason}
+}
+
+// volumesKey sums up a container's image volumes for the memo: a later
+// request for the container with other volumes is decided afresh.
+func volumesKey(vols []ImageVolume, err error) string {
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	var b strings.Builder
+	for _, v := range vols {
+		b.WriteString(v.Destination)
+		b.WriteByte('=')
+		b.WriteString(v.Source)
+		b.WriteByte(0)
+	}
+	return b.String()
+}
