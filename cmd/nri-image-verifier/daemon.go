@@ -69,6 +69,8 @@ func newDaemon(f *runFlags, log *slog.Logger) (*daemon, error) {
 		d.ctrd, d.images = conn, resolve.NewConn(conn, resolve.Namespace)
 		// Used only when the runtime does not send the image digest.
 		f.plugin.Resolver = imageResolver{d.images}
+		// The only source of an image volume's name.
+		f.plugin.Images = imageResolver{d.images}
 		if f.prewarm {
 			// containerd's image store: what prewarm verifies, and the
 			// manifests the chain check then reads without a registry
@@ -167,4 +169,13 @@ type imageResolver struct{ r *resolve.Resolver }
 func (a imageResolver) Resolve(ctx context.Context, ref string) (plugin.Image, error) {
 	img, err := a.r.Resolve(ctx, ref)
 	return plugin.Image(img), err
+}
+
+func (a imageResolver) ImagesOf(ctx context.Context, digest string) ([]plugin.Image, error) {
+	imgs, err := a.r.ImagesOf(ctx, digest)
+	out := make([]plugin.Image, len(imgs))
+	for i, img := range imgs {
+		out[i] = plugin.Image(img)
+	}
+	return out, err
 }
