@@ -21,8 +21,9 @@ const noImageStore = "the image of an image volume can be named only from contai
 	"and the verifier has no connection to it: set --containerd-socket (chart value containerdFallback.enabled=true)"
 
 // judgeVolumes decides on each image volume of the container whose own
-// image decided ctr (already allowed). It stops at the first refusal, which
-// is the last element; every decision made is returned, to be reported.
+// image decided ctr (already allowed), one decision per volume. It stops at
+// the first refusal, which is then the last element; every decision made
+// is returned, to be reported.
 func (p *Plugin) judgeVolumes(ctx context.Context, ctr gate.Input, vols []ImageVolume, verr error, start time.Time) []judged {
 	base := gate.Input{Namespace: ctr.Namespace, Pod: ctr.Pod, PodUID: ctr.PodUID, Container: ctr.Container}
 	if verr != nil {
@@ -37,12 +38,12 @@ func (p *Plugin) judgeVolumes(ctx context.Context, ctr gate.Input, vols []ImageV
 	for _, v := range vols {
 		in := base
 		in.Volume, in.Digest = v.Destination, v.Digest
-		js, ok := within(ctx, p, start, func(dctx context.Context) []judged { return p.judgeVolume(dctx, in) })
+		j, ok := within(ctx, p, start, func(dctx context.Context) judged { return p.judgeVolume(dctx, in) })
 		if !ok {
-			js = []judged{{in, p.late(in, start)}}
+			j = judged{in, p.late(in, start)}
 		}
-		out = append(out, js...)
-		if !js[len(js)-1].d.Allowed {
+		out = append(out, j)
+		if !j.d.Allowed {
 			break
 		}
 	}
@@ -55,38 +56,45 @@ func (p *Plugin) judgeVolumes(ctx context.Context, ctr gate.Input, vols []ImageV
 // rule allows it: a node may hold look-alike names of one digest (anyone
 // who can have a pod pull an image can add one), and checking them all
 // means another name can only make the check stricter, never pick a laxer
-// rule. The names are taken in a fixed order, so the refusal reported is
-// always the same one.
-func (p *Plugin) judgeVolume(ctx context.Context, in gate.Input) []judged {
+// rule. The names are taken in a fixed order, so the decision returned is
+// always the same one: the first refusal, else the first audit-mode
+// would-be refusal, else the first allow.
+func (p *Plugin) judgeVolume(ctx context.Context, in gate.Input) judged {
 	if p.cfg.Images == nil {
-		return []judged{{in, refuse(noImageStore)}}
+		return judged{in, refuse(noImageStore)}
 	}
 	imgs, err := p.cfg.Images.ImagesOf(ctx, in.Digest)
 	switch {
 	case err != nil:
-		return []judged{{in, refuse("cannot name the image from containerd's image store: " + err.Error())}}
+		return judged{in, refuse("cannot name the image from containerd's image store: " + err.Error())}
 	case len(imgs) == 0:
-		return []judged{{in, refuse("containerd's image store holds no name for this digest, so no policy rule can be chosen")}}
+		return judged{in, refuse("containerd's image store holds no name for this digest, so no policy rule can be chosen")}
 	case len(imgs) > maxVolumeNames:
-		return []judged{{in, refuse(fmt.Sprintf("containerd's image store holds %d names for this digest, more than the %d checked", len(imgs), maxVolumeNames))}}
+		return judged{in, refuse(fmt.Sprintf("containerd's image store holds %d names for this digest, more than the %d checked", len(imgs), maxVolumeNames))}
 	}
 	slices.SortFunc(imgs, func(a, b Image) int { return strings.Compare(a.Name, b.Name) })
-	var out []judged
+	var first, audit *judged
 	for _, img := range imgs {
 		one := in
 		one.Image, one.ConfigDigest = img.Name, img.ConfigDigest
-		var d gate.Decision
 		if img.Digest != in.Digest {
-			d = refuse(fmt.Sprintf("containerd's record %s has digest %s, not the volume's", img.Name, img.Digest))
-		} else {
-			d = p.decideOne(ctx, one)
+			return judged{one, refuse(fmt.Sprintf("containerd's record %s has digest %s, not the volume's", img.Name, img.Digest))}
 		}
-		out = append(out, judged{one, d})
-		if !d.Allowed {
-			break
+		j := judged{one, p.decideOne(ctx, one)}
+		switch {
+		case !j.d.Allowed:
+			return j
+		case first == nil:
+			first = &j
+		}
+		if audit == nil && j.d.Verdict == gate.VerdictAuditDeny {
+			audit = &j
 		}
 	}
-	return out
+	if audit != nil {
+		return *audit
+	}
+	return *first
 }
 
 // decideOne asks the Decider about one image, from its cache when it can.

@@ -112,8 +112,40 @@ func TestImageVolumeEveryName(t *testing.T) {
 	if strings.Join(names, " ") != "127.0.0.1:5000/aa-lax:v1 127.0.0.1:5000/strict-unsigned:v1" {
 		t.Errorf("names decided %q, want sorted and stopping at the refusal", names)
 	}
-	if len(rep.reports()) != 3 {
-		t.Errorf("%d reports, want the image's and two of the volume's", len(rep.reports()))
+	if got := rep.reports(); len(got) != 2 || got[1].Allowed {
+		t.Errorf("reports %+v, want the image's and the volume's refusal", got)
+	}
+}
+
+// TestImageVolumeOneReport: a volume allowed under every name is reported
+// once, by its audit-mode would-be refusal if one name had it, so that an
+// audit rollout sees it.
+func TestImageVolumeOneReport(t *testing.T) {
+	store := fakeStore{byDigest: map[string][]Image{volDigest: {
+		{Name: "127.0.0.1:5000/tools:v1", Digest: volDigest},
+		{Name: "127.0.0.1:5000/audited/tools:v1", Digest: volDigest},
+		{Name: "127.0.0.1:5000/tools@" + volDigest, Digest: volDigest},
+	}}}
+	dec := &fakeDecider{fn: func(_ context.Context, in gate.Input) gate.Decision {
+		if strings.Contains(in.Image, "audited") {
+			return gate.Decision{Allowed: true, Verdict: gate.VerdictAuditDeny, Reason: "no signature", Image: in.Image}
+		}
+		return gate.Decision{Allowed: true, Verdict: gate.VerdictAllow, Image: in.Image}
+	}}
+	rep := &fakeReporter{}
+	p, err := New(Config{Logger: testLogger(t), Images: store}, dec, rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.CreateContainer(t.Context(), testPod(), withVolume("c1")); err != nil {
+		t.Fatalf("allowed under every name, refused: %v", err)
+	}
+	if inputs, _ := dec.calls(); len(inputs) != 4 {
+		t.Errorf("%d decisions, want the image's and one per name", len(inputs))
+	}
+	got := rep.reports()
+	if len(got) != 2 || got[1].Verdict != gate.VerdictAuditDeny || rep.in[1].Image != "127.0.0.1:5000/audited/tools:v1" || rep.in[1].Volume != "/tools" {
+		t.Errorf("reports %+v of %+v, want the image's allow and the volume's audit-deny", got, rep.in)
 	}
 }
 
