@@ -30,7 +30,7 @@ func (p *Plugin) ValidateContainerAdjustment(ctx context.Context, req *api.Valid
 func (p *Plugin) check(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
 	start := time.Now()
 	key := Identity(pod, ctr)
-	vols, verr := ImageVolumes(p.cfg.CRIStateDir, pod.GetId(), ctr.GetMounts())
+	vols, verr := imageVolumesUnder(p.volBase, pod.GetId(), ctr.GetMounts())
 	e, owner := p.memo.claim(ctr.GetId(), memoKey{Input: key, volumes: volumesKey(vols, verr)}, start)
 	if owner {
 		in, d := p.decideContainer(ctx, key, vols, verr, start)

@@ -112,6 +112,8 @@ type Plugin struct {
 	reporter Reporter
 	log      *slog.Logger
 	memo     *memo
+	// volBase is where image volumes are mounted from (CRIStateDir's).
+	volBase string
 
 	running   atomic.Bool
 	connected atomic.Bool
@@ -174,6 +176,7 @@ func New(cfg Config, decider Decider, reporter Reporter) (*Plugin, error) {
 		reporter: reporter,
 		log:      cfg.Logger.With("component", "plugin"),
 		memo:     newMemo(memoCap, memoTTL),
+		volBase:  volumesBase(cfg.CRIStateDir),
 	}, nil
 }
 

@@ -51,9 +51,18 @@ func (e *MountError) Unwrap() error { return e.Err }
 // refused, for its content cannot be told. Mounts that are not image
 // volumes are ignored.
 func ImageVolumes(stateDir, sandboxID string, mounts []*api.Mount) ([]ImageVolume, error) {
+	return imageVolumesUnder(volumesBase(stateDir), sandboxID, mounts)
+}
+
+// volumesBase is the folder image volumes are mounted from.
+func volumesBase(stateDir string) string { return path.Join(stateDir, imageVolumesDir) }
+
+// imageVolumesUnder is ImageVolumes given volumesBase(stateDir), which the
+// plugin computes once rather than on every request.
+func imageVolumesUnder(base, sandboxID string, mounts []*api.Mount) ([]ImageVolume, error) {
 	var vols []ImageVolume
 	for _, m := range mounts {
-		v, ok, err := imageVolume(stateDir, sandboxID, m.GetSource())
+		v, ok, err := imageVolume(base, sandboxID, m.GetSource())
 		if err != nil {
 			return nil, &MountError{Destination: m.GetDestination(), Source: m.GetSource(), Err: err}
 		}
@@ -67,9 +76,13 @@ func ImageVolumes(stateDir, sandboxID string, mounts []*api.Mount) ([]ImageVolum
 
 // imageVolume parses one mount source. ok is false for a mount that is not
 // an image volume.
-func imageVolume(stateDir, sandboxID, src string) (v ImageVolume, ok bool, err error) {
-	base := path.Join(stateDir, imageVolumesDir)
-	rest, under := strings.CutPrefix(src, base+"/")
+func imageVolume(base, sandboxID, src string) (v ImageVolume, ok bool, err error) {
+	// Not CutPrefix(src, base+"/"): that concatenation would allocate for
+	// every mount of every container.
+	rest, under := strings.CutPrefix(src, base)
+	if under {
+		rest, under = strings.CutPrefix(rest, "/")
+	}
 	if !under {
 		if src == base || lookalike(src) {
 			// Another state directory's image volume (the flag does not
@@ -102,14 +115,37 @@ func imageVolume(stateDir, sandboxID, src string) (v ImageVolume, ok bool, err e
 
 // lookalike says whether src has the shape of an image volume's path,
 // .../image-volumes/<id>/<64 hex digits, any case>[/...], wherever it is.
+// It runs on every mount of every container, so it does not allocate.
 func lookalike(src string) bool {
-	parts := strings.Split(src, "/")
-	for i := 0; i+2 < len(parts); i++ {
-		if parts[i] == imageVolumesDir && isHex64(strings.ToLower(parts[i+2])) {
-			return true
+	const marker = "/" + imageVolumesDir + "/"
+	for {
+		i := strings.Index(src, marker)
+		if i < 0 {
+			return false
+		}
+		src = src[i+len(marker)-1:] // keep the slash: the next marker may start here
+		_, rest, ok := strings.Cut(src[1:], "/")
+		if ok {
+			seg, _, _ := strings.Cut(rest, "/")
+			if isHex64Fold(seg) {
+				return true
+			}
 		}
 	}
-	return false
+}
+
+// isHex64Fold is isHex64 in either case.
+func isHex64Fold(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i] | 0x20 // ASCII lower case; digits are unchanged
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // isHex64 says whether s is 64 lowercase hex digits, a sha256 digest's hex.
