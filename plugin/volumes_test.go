@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"errors"
+	"path"
 	"strings"
 	"testing"
 
@@ -127,4 +128,39 @@ func TestImageVolumesNoAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%v allocations per request without image volumes, want 0", allocs)
 	}
+}
+
+// FuzzImageVolumes: whatever the mount source, parsing never panics, and
+// a volume it returns is one containerd could have made: under the state
+// dir's image-volumes/<this sandbox>/, in canonical form, its digest the
+// 64 lowercase hex digits of the path's next component.
+func FuzzImageVolumes(f *testing.F) {
+	for _, s := range []string{
+		volBase + testSandbox + "/" + testHex,
+		volBase + testSandbox + "/" + testHex + "/sub/dir",
+		volBase + testSandbox + "/" + strings.ToUpper(testHex),
+		volBase + testSandbox + "/../" + testHex,
+		"/data/image-volumes/x/" + testHex,
+		"/image-volumes//",
+		"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		vols, err := ImageVolumes(DefaultCRIStateDir, testSandbox, []*api.Mount{{Destination: "/v", Source: src}})
+		if err != nil {
+			var me *MountError
+			if !errors.As(err, &me) || me.Destination != "/v" {
+				t.Fatalf("error %v is not a MountError for /v", err)
+			}
+			return
+		}
+		for _, v := range vols {
+			rest, ok := strings.CutPrefix(src, volBase+testSandbox+"/")
+			hex, _, _ := strings.Cut(rest, "/")
+			if !ok || !isHex64(hex) || v.Digest != "sha256:"+hex || path.Clean(src) != src {
+				t.Fatalf("source %q gave volume %+v", src, v)
+			}
+		}
+	})
 }
