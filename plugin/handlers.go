@@ -33,9 +33,15 @@ func (p *Plugin) check(ctx context.Context, pod *api.PodSandbox, ctr *api.Contai
 	vols, verr := imageVolumesUnder(p.volBase, pod.GetId(), ctr.GetMounts())
 	e, owner := p.memo.claim(ctr.GetId(), memoKey{Input: key, volumes: volumesKey(vols, verr)}, start)
 	if owner {
-		in, d := p.decideContainer(ctx, key, vols, verr, start)
-		e.complete(in, d)
-		return verdictError(in, d)
+		final, volumes := p.decideContainer(ctx, key, vols, verr, start)
+		// Published before reporting, as always: a waiting request for
+		// the container need not wait on the reporters.
+		e.complete(final.in, final.d)
+		p.reporter.Report(final.ctr.in, final.ctr.d)
+		for _, j := range volumes {
+			p.reporter.Report(j.in, j.d)
+		}
+		return verdictError(final.in, final.d)
 	}
 
 	// Another request for this container is deciding (NRI serialises
@@ -56,22 +62,28 @@ func (p *Plugin) check(ctx context.Context, pod *api.PodSandbox, ctr *api.Contai
 }
 
 // decideContainer decides on every image whose content the container
-// gets: its own image, then each image volume's, all within one budget.
-// Each decision is reported; the one returned is the first refusal, or the
-// container image's decision when nothing refused.
-func (p *Plugin) decideContainer(ctx context.Context, key gate.Input, vols []ImageVolume, verr error, start time.Time) (gate.Input, gate.Decision) {
+// gets: its own image, then each image volume's, all within one budget. It
+// returns the decision that answers the runtime (the first refusal, or the
+// container image's decision when nothing refused), with the container
+// image's own decision, and the volumes' decisions: all are to be reported.
+func (p *Plugin) decideContainer(ctx context.Context, key gate.Input, vols []ImageVolume, verr error, start time.Time) (outcome, []judged) {
 	in, d := p.ask(ctx, key, start)
-	p.reporter.Report(in, d)
+	ctr := judged{in, d}
 	if !d.Allowed || (len(vols) == 0 && verr == nil) {
-		return in, d
+		return outcome{ctr, ctr}, nil
 	}
-	for _, j := range p.judgeVolumes(ctx, in, vols, verr, start) {
-		p.reporter.Report(j.in, j.d)
-		if !j.d.Allowed {
-			return j.in, j.d
-		}
+	js := p.judgeVolumes(ctx, in, vols, verr, start)
+	if last := js[len(js)-1]; !last.d.Allowed {
+		return outcome{last, ctr}, js
 	}
-	return in, d
+	return outcome{ctr, ctr}, js
+}
+
+// outcome is a container's answer: the decision that settles it, and its
+// own image's decision (the same one unless a volume refused).
+type outcome struct {
+	judged
+	ctr judged
 }
 
 // ask resolves missing digests and asks the Decider, all within the
