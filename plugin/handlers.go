@@ -62,18 +62,24 @@ func (p *Plugin) check(ctx context.Context, pod *api.PodSandbox, ctr *api.Contai
 }
 
 // decideContainer decides on every image whose content the container
-// gets: its own image, then each image volume's, all within one budget. It
-// returns the decision that answers the runtime (the first refusal, or the
-// container image's decision when nothing refused), with the container
-// image's own decision, and the volumes' decisions: all are to be reported.
+// gets: its own image and each image volume's, side by side within one
+// budget (on a cold node each needs its own verification; one after the
+// other they would cost the pod a retry more). It returns the decision
+// that answers the runtime (the container image's refusal, else the first
+// volume's, else the container image's allow), with the container image's
+// own decision, and the volumes' decisions: all are to be reported.
 func (p *Plugin) decideContainer(ctx context.Context, key gate.Input, vols []ImageVolume, verr error, start time.Time) (outcome, []judged) {
+	if len(vols) == 0 && verr == nil {
+		in, d := p.ask(ctx, key, start)
+		return outcome{judged{in, d}, judged{in, d}}, nil
+	}
+	vc := make(chan []judged, 1)
+	go func() { vc <- p.judgeVolumes(ctx, key, vols, verr, start) }()
 	in, d := p.ask(ctx, key, start)
 	ctr := judged{in, d}
-	if !d.Allowed || (len(vols) == 0 && verr == nil) {
-		return outcome{ctr, ctr}, nil
-	}
-	js := p.judgeVolumes(ctx, in, vols, verr, start)
-	if last := js[len(js)-1]; !last.d.Allowed {
+	// judgeVolumes returns by the budget, as ask does.
+	js := <-vc
+	if last := js[len(js)-1]; d.Allowed && !last.d.Allowed {
 		return outcome{last, ctr}, js
 	}
 	return outcome{ctr, ctr}, js

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
@@ -20,10 +21,11 @@ const maxVolumeNames = 64
 const noImageStore = "the image of an image volume can be named only from containerd's image store, " +
 	"and the verifier has no connection to it: set --containerd-socket (chart value containerdFallback.enabled=true)"
 
-// judgeVolumes decides on each image volume of the container whose own
-// image decided ctr (already allowed), one decision per volume. It stops at
-// the first refusal, which is then the last element; every decision made
-// is returned, to be reported.
+// judgeVolumes decides on each image volume of container ctr, one
+// decision per volume, all under one budget (every volume's within would
+// each wait a grace period past it). It stops at the first refusal, which
+// is then the last element; a volume still undecided at the deadline gets a
+// pending deny.
 func (p *Plugin) judgeVolumes(ctx context.Context, ctr gate.Input, vols []ImageVolume, verr error, start time.Time) []judged {
 	base := gate.Input{Namespace: ctr.Namespace, Pod: ctr.Pod, PodUID: ctr.PodUID, Container: ctr.Container}
 	if verr != nil {
@@ -34,18 +36,33 @@ func (p *Plugin) judgeVolumes(ctx context.Context, ctr gate.Input, vols []ImageV
 		}
 		return []judged{{in, refuse("cannot tell which image this mount holds: " + verr.Error())}}
 	}
-	var out []judged
-	for _, v := range vols {
+	input := func(v ImageVolume) gate.Input {
 		in := base
 		in.Volume, in.Digest = v.Destination, v.Digest
-		j, ok := within(ctx, p, start, func(dctx context.Context) judged { return p.judgeVolume(dctx, in) })
-		if !ok {
-			j = judged{in, p.late(in, start)}
+		return in
+	}
+	var (
+		mu   sync.Mutex
+		done []judged
+	)
+	_, ok := within(ctx, p, start, func(dctx context.Context) struct{} {
+		for _, v := range vols {
+			j := p.judgeVolume(dctx, input(v))
+			mu.Lock()
+			done = append(done, j)
+			mu.Unlock()
+			if !j.d.Allowed {
+				break
+			}
 		}
-		out = append(out, j)
-		if !j.d.Allowed {
-			break
-		}
+		return struct{}{}
+	})
+	mu.Lock()
+	out := slices.Clone(done)
+	mu.Unlock()
+	if !ok && len(out) < len(vols) && (len(out) == 0 || out[len(out)-1].d.Allowed) {
+		in := input(vols[len(out)])
+		out = append(out, judged{in, p.late(in, start)})
 	}
 	return out
 }

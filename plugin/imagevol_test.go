@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/nri/pkg/api"
 
@@ -32,6 +33,18 @@ func denyRepo(bad string) func(context.Context, gate.Input) gate.Decision {
 }
 
 const volDigest = "sha256:" + testHex
+
+// volumeInputs are the inputs about image volumes: they are decided beside
+// the container's own image, in no set order with it.
+func volumeInputs(ins []gate.Input) []gate.Input {
+	var out []gate.Input
+	for _, in := range ins {
+		if in.Volume != "" {
+			out = append(out, in)
+		}
+	}
+	return out
+}
 
 // withVolume is the test container with an image volume at /tools.
 func withVolume(id string) *api.Container {
@@ -63,12 +76,13 @@ func TestImageVolumeVerified(t *testing.T) {
 		}
 	}
 	inputs, _ := dec.calls()
-	if len(inputs) != 2 || inputs[1].Volume != "/tools" || inputs[1].Digest != volDigest || inputs[1].Image != "127.0.0.1:5000/unsigned:v1" ||
-		inputs[1].ConfigDigest != testConfig || inputs[1].Namespace != "shop" || inputs[1].Container != "app" {
-		t.Errorf("decided on %+v, want the container's image then the volume's", inputs)
+	vin := volumeInputs(inputs)
+	if len(inputs) != 2 || len(vin) != 1 || vin[0].Digest != volDigest || vin[0].Image != "127.0.0.1:5000/unsigned:v1" ||
+		vin[0].ConfigDigest != testConfig || vin[0].Namespace != "shop" || vin[0].Container != "app" {
+		t.Errorf("decided on %+v, want the container's image and the volume's", inputs)
 	}
-	if got := rep.reports(); len(got) != 2 || !got[0].Allowed || got[1].Allowed {
-		t.Errorf("reported %+v, want the image's allow and the volume's deny", got)
+	if got := rep.reports(); len(got) != 2 || !got[0].Allowed || got[1].Allowed || rep.in[1].Volume != "/tools" {
+		t.Errorf("reported %+v, want the image's allow, then the volume's deny", got)
 	}
 	// The validation request gets the same answer without deciding again.
 	err2 := p.ValidateContainerAdjustment(t.Context(), &api.ValidateContainerAdjustmentRequest{Pod: testPod(), Container: withVolume("c1")})
@@ -106,7 +120,7 @@ func TestImageVolumeEveryName(t *testing.T) {
 	}
 	inputs, _ := dec.calls()
 	var names []string
-	for _, in := range inputs[1:] {
+	for _, in := range volumeInputs(inputs) {
 		names = append(names, in.Image)
 	}
 	if strings.Join(names, " ") != "127.0.0.1:5000/aa-lax:v1 127.0.0.1:5000/strict-unsigned:v1" {
@@ -198,6 +212,60 @@ func TestImageVolumeBadMount(t *testing.T) {
 	// is decided afresh, not answered from the memo.
 	if _, _, err := p.CreateContainer(t.Context(), testPod(), withVolume("c1")); err == nil || !strings.Contains(err.Error(), "holds no name") {
 		t.Errorf("second request %v, want a fresh decision", err)
+	}
+}
+
+// TestImageVolumeDeadline: a volume whose verification outlasts the budget
+// is a pending deny naming it, and the answer still comes within the
+// budget plus the grace, whatever the number of volumes.
+func TestImageVolumeDeadline(t *testing.T) {
+	other := "sha256:" + strings.Repeat("4", 64)
+	store := fakeStore{byDigest: map[string][]Image{
+		volDigest: {{Name: "127.0.0.1:5000/slow:v1", Digest: volDigest}},
+		other:     {{Name: "127.0.0.1:5000/slow-too:v1", Digest: other}},
+	}}
+	dec := &fakeDecider{fn: func(ctx context.Context, in gate.Input) gate.Decision {
+		if in.Volume == "" {
+			return allow(ctx, in)
+		}
+		<-ctx.Done() // a verifier that ignores its deadline until the end
+		return gate.Decision{Verdict: gate.VerdictDeny, Pending: true, Reason: "still verifying"}
+	}}
+	rep := &fakeReporter{}
+	cfg := Config{Logger: testLogger(t), Images: store, Timeout: 200 * time.Millisecond, Margin: 100 * time.Millisecond}
+	p, err := New(cfg, dec, rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr := withVolume("c1")
+	ctr.Mounts = append(ctr.Mounts, &api.Mount{Destination: "/more", Source: volBase + testSandbox + "/" + strings.TrimPrefix(other, "sha256:")})
+	start := time.Now()
+	_, _, err = p.CreateContainer(t.Context(), testPod(), ctr)
+	if took := time.Since(start); took > cfg.Timeout+cfg.Margin {
+		t.Errorf("answered after %v, past the budget and its grace (%v)", took, cfg.Timeout+cfg.Margin)
+	}
+	if err == nil || !strings.Contains(err.Error(), "image volume /tools") || !strings.Contains(err.Error(), "verification still running") {
+		t.Errorf("refusal %v, want a pending one naming /tools", err)
+	}
+}
+
+// TestImageVolumeImageRefused: when the container's own image is refused,
+// that is the answer; the volumes, decided beside it, are reported too.
+func TestImageVolumeImageRefused(t *testing.T) {
+	store := fakeStore{byDigest: map[string][]Image{volDigest: {{Name: "127.0.0.1:5000/unsigned-tools:v1", Digest: volDigest}}}}
+	dec, rep := &fakeDecider{fn: denyRepo("unsigned")}, &fakeReporter{}
+	p, err := New(Config{Logger: testLogger(t), Images: store}, dec, rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr := withVolume("c1")
+	ctr.Image.Name = "127.0.0.1:5000/unsigned-app:v1"
+	_, _, err = p.CreateContainer(t.Context(), testPod(), ctr)
+	if err == nil || strings.Contains(err.Error(), "image volume") || !strings.Contains(err.Error(), "unsigned-app") {
+		t.Errorf("refusal %v, want the container image's", err)
+	}
+	if got := rep.reports(); len(got) != 2 || got[0].Allowed || got[1].Allowed || rep.in[1].Volume != "/tools" {
+		t.Errorf("reports %+v, want the image's deny, then the volume's", got)
 	}
 }
 
