@@ -123,6 +123,10 @@ func TestContainerdFallback(t *testing.T) {
 	t.Run("unsigned by ID, user-specified image naming a signed tag", func(t *testing.T) {
 		w.userSpecifiedFallback(t)
 	})
+	// containerd >= 2.1 mounts image volumes; this release's NRI sends
+	// their mounts too.
+	w.restartPlugin(t, "--cri-state-dir", w.criStateDir())
+	w.imageVolumeCases(t)
 	t.Run("plugin killed: refused; restarted: allowed again", func(t *testing.T) {
 		pod := w.runPod(t, "plugin-killed")
 		if err := w.plugin.Signal(syscall.SIGKILL); err != nil {
