@@ -89,7 +89,7 @@ lint: vet fmt
 	$(GO) run $(GOSEC) -quiet -tags $(TAGS) \
 	  -exclude-dir=integration -exclude-dir=internal/containerdtest -exclude-dir=internal/daemontest \
 	  -exclude-dir=internal/faulttest -exclude-dir=internal/kubetest -exclude-dir=internal/kubetoolstest \
-	  -exclude-dir=internal/notarytest -exclude-dir=internal/nritest -exclude-dir=bench -exclude-dir=tools ./...
+	  -exclude-dir=internal/notarytest -exclude-dir=internal/nritest -exclude-dir=internal/attacktest -exclude-dir=bench -exclude-dir=tools ./...
 
 clean:
 	rm -rf $(BIN)

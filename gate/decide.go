@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +21,7 @@ func (g *Gate) Decide(ctx context.Context, in Input) Decision {
 	start := time.Now()
 	d, c := g.cur.Load().route(in)
 	if c != nil {
-		verdict, err, hit := g.cache.Get(ctx, c.key, c.verify)
+		verdict, err, hit := g.cache.Get(ctx, c.key, c.verify, c.groups...)
 		d = settle(d, verdict, err, hit)
 	}
 	d.Latency = time.Since(start)
@@ -76,7 +77,7 @@ func (g *Gate) Prewarm(ctx context.Context, image, digest, configDigest string) 
 			// The verdict, or the error, is cached: that is all prewarming
 			// is for. A failure is the hook's to report, when a container
 			// of the image is created.
-			_, _, _ = g.cache.Get(ctx, c.key, c.verify)
+			_, _, _ = g.cache.Get(ctx, c.key, c.verify, c.groups...)
 		})
 	}
 	wg.Wait()
@@ -89,6 +90,12 @@ func (g *Gate) Prewarm(ctx context.Context, image, digest, configDigest string) 
 type check struct {
 	key    string
 	verify func(context.Context) (verify.Verdict, error)
+	// groups share the cache's verification limits and breakers: the
+	// image's registry host and, for a container, its
+	// namespace (see verify.Cache.Get). One tenant's tarpit registry then
+	// holds neither all the slots nor, through the runtime's NRI lock,
+	// everyone's creates.
+	groups []string
 }
 
 // checkFor is the check of digest (and configDigest) in repository repo
@@ -99,11 +106,13 @@ func (st *state) checkFor(m *policy.Match, repo, digest, configDigest string) ch
 	v := st.verifiers[m.Validator.Name]
 	subject := verify.Subject{Repository: repo, Digest: digest, ConfigDigest: configDigest}
 	with := m.Rule.With
+	host, _, _ := strings.Cut(repo, "/")
 	return check{
 		key: verify.Key(digest, configDigest, strconv.Itoa(m.Index), st.pol.Version),
 		verify: func(ctx context.Context) (verify.Verdict, error) {
 			return v.Verify(ctx, subject, with)
 		},
+		groups: []string{"registry " + host},
 	}
 }
 
@@ -128,9 +137,13 @@ func (st *state) route(in Input) (Decision, *check) {
 	m := r.m
 	d.Image, d.Rule, d.Validator, d.Mode = m.Image, m.Rule.Pattern, m.Validator.Name, m.Mode
 	if in.Digest == "" {
+		if in.DigestError != "" {
+			return fail(d, "the image digest could not be found through containerd's socket: "+in.DigestError), nil
+		}
 		return fail(d, "the runtime did not report the image digest (containerd >= 2.4 sends it through NRI)"), nil
 	}
 	c := st.checkFor(m, r.repo, in.Digest, in.ConfigDigest)
+	c.groups = append(c.groups, "namespace "+in.Namespace)
 	return d, &c
 }
 
@@ -141,6 +154,8 @@ func settle(d Decision, verdict verify.Verdict, err error, hit bool) Decision {
 	case errors.Is(err, verify.ErrPending):
 		d.Pending = true
 		return fail(d, "no verdict by the decision deadline; the check goes on in the background and a retry gets its cached verdict")
+	case errors.Is(err, verify.ErrBusy):
+		return fail(d, "not checked: "+err.Error()+"; if this persists, registries are answering slowly (see the pending and busy metrics) or --max-verifications-in-flight is too low")
 	case err != nil:
 		return fail(d, "verification failed: "+err.Error())
 	case !verdict.Allowed:

@@ -145,6 +145,34 @@ func TestDecidePendingThenCached(t *testing.T) {
 	}
 }
 
+// Once a verification of a registry is overdue, a create of another digest
+// from it is answered pending at once instead of holding the runtime's NRI
+// lock until its deadline (the gate names the registry and namespace as the
+// cache's groups). On old main it waited for the whole deadline.
+func TestDecideTarpitRegistryAnswersAtOnce(t *testing.T) {
+	f := &fakes{verdict: verify.Verdict{Allowed: true}, block: make(chan struct{})}
+	defer close(f.block)
+	g := newGate(t, testPolicy, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	first := Input{Image: "127.0.0.1:5000/fake/app:v1", Digest: dgst, Namespace: "tenant"}
+	if d := g.Decide(ctx, first); !d.Pending {
+		t.Fatalf("first create: %+v, want pending", d)
+	}
+	other := first
+	other.Digest = "sha256:" + strings.Repeat("2", 64)
+	done := make(chan Decision, 1)
+	go func() { done <- g.Decide(context.Background(), other) }()
+	select {
+	case d := <-done:
+		if d.Allowed || !d.Pending {
+			t.Fatalf("second digest of the tarpit registry: %+v, want a pending deny", d)
+		}
+	case <-time.After(5 * time.Second): // detects blocking; measures nothing
+		t.Fatal("second digest of the tarpit registry waited for its verification")
+	}
+}
+
 func TestDecideTransientError(t *testing.T) {
 	f := &fakes{err: errors.New("dial tcp 127.0.0.1:5000: connection refused")}
 	g := newGate(t, testPolicy, f)

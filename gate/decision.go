@@ -17,6 +17,13 @@ type Input struct {
 	// ConfigDigest is the image config digest, if known.
 	ConfigDigest string
 
+	// Requested is the image as the container's spec asked for it (the
+	// CRI image-name annotation), when it names another record than Image:
+	// see plugin's resolve. Never trusted for a digest.
+	Requested string
+	// DigestError says why Digest is empty when the runtime sent none and
+	// resolving it failed (the refusal quotes it).
+	DigestError string
 	// Volume is the mount destination of the image volume whose image this
 	// is, "" for the container's own image. It only names what is checked.
 	Volume string
@@ -25,6 +32,8 @@ type Input struct {
 	Pod       string
 	PodUID    string
 	Container string
+	// ContainerID is the runtime's ID of the container.
+	ContainerID string
 }
 
 // Verdict is the gate's answer in one word, as Decision.Verdict, the audit

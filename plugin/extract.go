@@ -24,13 +24,23 @@ func Identity(pod *api.PodSandbox, ctr *api.Container) gate.Input {
 		Pod:       pod.GetName(),
 		PodUID:    pod.GetUid(),
 		Container: ctr.GetName(),
+		// The rootfs check of the fallback finds the container's snapshot
+		// by it.
+		ContainerID: ctr.GetId(),
 	}
 	img := ctr.GetImage()
 	in.Image = img.GetName()
 	in.Digest = img.GetDigest()
 	in.ConfigDigest = img.GetConfigDigest()
-	if in.Image == "" {
-		in.Image = ctr.GetAnnotations()[imageNameAnnotation]
+	requested := ctr.GetAnnotations()[imageNameAnnotation]
+	switch {
+	case in.Image == "":
+		in.Image = requested
+	case requested != in.Image:
+		// containerd >= 2.4 names the image by the first of the records
+		// that share its ID, which may be another tenant's look-alike;
+		// resolve prefers the record the pod asked for.
+		in.Requested = requested
 	}
 	return in
 }

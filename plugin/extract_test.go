@@ -28,24 +28,24 @@ func TestIdentity(t *testing.T) {
 		ctr: &api.Container{Id: "c1", Name: "app",
 			Image:       &api.Image{Name: "127.0.0.1:5000/app:v1", Digest: testDigest, ConfigDigest: testConfig},
 			Annotations: map[string]string{imageNameAnnotation: "evil.example/other:v1"}},
-		want: gate.Input{Image: "127.0.0.1:5000/app:v1", Digest: testDigest, ConfigDigest: testConfig,
-			Namespace: "shop", Pod: "web", PodUID: "uid-1", Container: "app"},
+		want: gate.Input{Image: "127.0.0.1:5000/app:v1", Digest: testDigest, ConfigDigest: testConfig, Requested: "evil.example/other:v1",
+			Namespace: "shop", Pod: "web", PodUID: "uid-1", Container: "app", ContainerID: "c1"},
 	}, {
 		name: "older runtime: no image, name from the annotation, no digest",
 		ctr: &api.Container{Id: "c1", Name: "app",
 			Annotations: map[string]string{imageNameAnnotation: "docker.io/library/redis:7"}},
 		want: gate.Input{Image: "docker.io/library/redis:7",
-			Namespace: "shop", Pod: "web", PodUID: "uid-1", Container: "app"},
+			Namespace: "shop", Pod: "web", PodUID: "uid-1", Container: "app", ContainerID: "c1"},
 	}, {
 		name: "image without digest keeps the runtime's name",
 		ctr: &api.Container{Id: "c1", Name: "app", Image: &api.Image{Name: "docker.io/library/redis:7"},
 			Annotations: map[string]string{imageNameAnnotation: "redis"}},
-		want: gate.Input{Image: "docker.io/library/redis:7",
-			Namespace: "shop", Pod: "web", PodUID: "uid-1", Container: "app"},
+		want: gate.Input{Image: "docker.io/library/redis:7", Requested: "redis",
+			Namespace: "shop", Pod: "web", PodUID: "uid-1", Container: "app", ContainerID: "c1"},
 	}, {
 		name: "nothing known",
 		ctr:  &api.Container{Id: "c1", Name: "app"},
-		want: gate.Input{Namespace: "shop", Pod: "web", PodUID: "uid-1", Container: "app"},
+		want: gate.Input{Namespace: "shop", Pod: "web", PodUID: "uid-1", Container: "app", ContainerID: "c1"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := Identity(pod, tc.ctr); got != tc.want {

@@ -27,7 +27,7 @@ const noImageStore = "the image of an image volume can be named only from contai
 // is then the last element; a volume still undecided at the deadline gets a
 // pending deny.
 func (p *Plugin) judgeVolumes(ctx context.Context, ctr gate.Input, vols []ImageVolume, verr error, start time.Time) []judged {
-	base := gate.Input{Namespace: ctr.Namespace, Pod: ctr.Pod, PodUID: ctr.PodUID, Container: ctr.Container}
+	base := gate.Input{Namespace: ctr.Namespace, Pod: ctr.Pod, PodUID: ctr.PodUID, Container: ctr.Container, ContainerID: ctr.ContainerID}
 	if verr != nil {
 		in := base
 		var me *MountError

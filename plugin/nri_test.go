@@ -41,7 +41,7 @@ func TestAllowDecidesOnceForCreateAndValidate(t *testing.T) {
 
 	inputs, _ := dec.calls()
 	want := gate.Input{Image: "127.0.0.1:5000/app:v1", Digest: testDigest, ConfigDigest: testConfig,
-		Namespace: "shop", Pod: "web", PodUID: "uid-1", Container: "app"}
+		Namespace: "shop", Pod: "web", PodUID: "uid-1", Container: "app", ContainerID: "c1"}
 	if len(inputs) != 1 || inputs[0] != want {
 		t.Fatalf("Decide calls = %+v, want one with %+v", inputs, want)
 	}
@@ -360,7 +360,7 @@ func TestValidateReusesDecision(t *testing.T) {
 
 type fakeResolver struct{ name, digest, config string }
 
-func (f fakeResolver) Resolve(context.Context, string) (Image, error) {
+func (f fakeResolver) Resolve(context.Context, string, string) (Image, error) {
 	return Image{Name: f.name, Digest: f.digest, ConfigDigest: f.config}, nil
 }
 

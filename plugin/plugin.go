@@ -54,12 +54,13 @@ type Reporter interface {
 
 // Resolver finds an image's name and digests when the runtime did not send
 // them (containerd before 2.4 does not fill Container.Image): ref is the CRI
-// image-name annotation, a name or a bare image ID. The daemon adapts
-// containerd/resolve, which asks containerd's image store; without a
-// Resolver such containers are decided with an empty Digest, which the gate
-// denies.
+// image-name annotation, a name or a bare image ID. It must also check that
+// the container (containerID) runs that image: the record it reads may have
+// changed since the runtime read it. The daemon adapts containerd/resolve,
+// which asks containerd's image store and snapshots; without a Resolver
+// such containers are decided with an empty Digest, which the gate denies.
 type Resolver interface {
-	Resolve(ctx context.Context, ref string) (Image, error)
+	Resolve(ctx context.Context, containerID, ref string) (Image, error)
 }
 
 // ImageStore names the image of an image volume, whose mount carries only

@@ -137,6 +137,7 @@ func (m *Metrics) PolicyReload(err error) {
 // daemon converts: report knows no verify types).
 type CacheStats struct {
 	Hits, Misses, Verifications, Pending uint64
+	Shed, Busy                           uint64
 }
 
 // WatchCache exports the verdict cache's counters, read at scrape time.
@@ -157,6 +158,10 @@ func (m *Metrics) WatchCache(stats func() CacheStats, entries func() int) {
 			func(s CacheStats) uint64 { return s.Verifications }),
 		counter("pending_total", "Lookups that gave up at the deadline while verification went on.",
 			func(s CacheStats) uint64 { return s.Pending }),
+		counter("pending_shed_total", "Lookups answered pending at once, without waiting, because their verification, or another of the same registry or namespace, was already overdue (a slow registry must not hold the runtime's NRI lock).",
+			func(s CacheStats) uint64 { return s.Shed }),
+		counter("verifications_busy_total", "Lookups refused because the node's limit of verifications in flight was reached.",
+			func(s CacheStats) uint64 { return s.Busy }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "cache_entries",
 			Help: "Verdicts held in the cache."}, func() float64 { return float64(entries()) }),
 	)

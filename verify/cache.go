@@ -1,12 +1,9 @@
 package verify
 
 import (
-	"context"
 	"errors"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 )
 
 // ErrPending is returned by Cache.Get when the caller's context ended before
@@ -15,7 +12,8 @@ import (
 // next pod sync) finds it.
 var ErrPending = errors.New("verification still running")
 
-// CacheOptions bound how long answers are kept.
+// CacheOptions bound how long answers are kept and how much verification
+// runs at once.
 type CacheOptions struct {
 	// PositiveTTL keeps an allow verdict.
 	PositiveTTL time.Duration
@@ -25,21 +23,36 @@ type CacheOptions struct {
 	// a retry soon tries again, while a burst of creates does not hammer a
 	// failing registry.
 	ErrorTTL time.Duration
-	// VerifyTimeout bounds one background verification.
+	// VerifyTimeout bounds one background verification, from the moment it
+	// is asked for (time spent waiting for a slot counts).
 	VerifyTimeout time.Duration
 	// MaxEntries bounds memory; when full, expired entries go first, then
 	// arbitrary ones.
 	MaxEntries int
+	// MaxVerifications bounds the verifications running at once on the
+	// node; more wait for a slot. Each holds registry responses in memory,
+	// so this bounds what hostile registries can make the daemon hold.
+	MaxVerifications int
+	// MaxPerGroup bounds the verifications running at once in one group
+	// (the gate's groups are a registry host and a namespace), so one
+	// tenant or one registry cannot take every slot.
+	MaxPerGroup int
+	// MaxFlights bounds verifications running or waiting for a slot; a
+	// lookup that would start one more is refused at once with ErrBusy.
+	MaxFlights int
 }
 
 // DefaultCacheOptions are sane defaults for a node.
 func DefaultCacheOptions() CacheOptions {
 	return CacheOptions{
-		PositiveTTL:   time.Hour,
-		NegativeTTL:   time.Minute,
-		ErrorTTL:      5 * time.Second,
-		VerifyTimeout: 30 * time.Second,
-		MaxEntries:    50000,
+		PositiveTTL:      time.Hour,
+		NegativeTTL:      time.Minute,
+		ErrorTTL:         5 * time.Second,
+		VerifyTimeout:    30 * time.Second,
+		MaxEntries:       50000,
+		MaxVerifications: 16,
+		MaxPerGroup:      4,
+		MaxFlights:       1024,
 	}
 }
 
@@ -50,78 +63,57 @@ type entry struct {
 }
 
 // Cache holds verdicts keyed by (digest, rule, policy version) and runs one
-// verification per key at a time (singleflight), detached from the caller so
-// that a caller giving up does not waste the work.
+// verification per key at a time, detached from the caller so that a
+// caller giving up does not waste the work (see flight.go).
 type Cache struct {
-	opts    CacheOptions
-	now     func() time.Time
-	flights singleflight.Group
+	opts CacheOptions
+	now  func() time.Time
 
 	mu      sync.Mutex
 	entries map[string]entry
+	flights map[string]*flight
+	sched   scheduler
 	stats   CacheStats
 }
 
 // CacheStats counts lookups, for metrics and benchmarks.
 type CacheStats struct {
 	Hits, Misses, Verifications, Pending uint64
+	// Shed counts lookups answered pending at once, without waiting: the
+	// verification they need is already overdue, or one of its groups has
+	// an overdue one (see Get).
+	Shed uint64
+	// Busy counts lookups refused because MaxFlights verifications were
+	// running or waiting.
+	Busy uint64
 }
 
 // NewCache returns an empty cache. Zero option fields take the defaults.
 func NewCache(opts CacheOptions) *Cache {
 	def := DefaultCacheOptions()
-	if opts.PositiveTTL <= 0 {
-		opts.PositiveTTL = def.PositiveTTL
+	orDefault(&opts.PositiveTTL, def.PositiveTTL)
+	orDefault(&opts.NegativeTTL, def.NegativeTTL)
+	orDefault(&opts.ErrorTTL, def.ErrorTTL)
+	orDefault(&opts.VerifyTimeout, def.VerifyTimeout)
+	orDefault(&opts.MaxEntries, def.MaxEntries)
+	orDefault(&opts.MaxVerifications, def.MaxVerifications)
+	orDefault(&opts.MaxPerGroup, def.MaxPerGroup)
+	orDefault(&opts.MaxFlights, def.MaxFlights)
+	c := &Cache{opts: opts, now: time.Now, entries: map[string]entry{}, flights: map[string]*flight{}}
+	c.sched.init(opts.MaxVerifications, opts.MaxPerGroup)
+	return c
+}
+
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
-	if opts.NegativeTTL <= 0 {
-		opts.NegativeTTL = def.NegativeTTL
-	}
-	if opts.ErrorTTL <= 0 {
-		opts.ErrorTTL = def.ErrorTTL
-	}
-	if opts.VerifyTimeout <= 0 {
-		opts.VerifyTimeout = def.VerifyTimeout
-	}
-	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = def.MaxEntries
-	}
-	return &Cache{opts: opts, now: time.Now, entries: map[string]entry{}}
 }
 
 // Key builds a cache key. Every part that can change the answer is in it:
 // the policy version makes a reload invalidate old verdicts.
 func Key(digest, configDigest, rule, policyVersion string) string {
 	return digest + "|" + configDigest + "|" + rule + "|" + policyVersion
-}
-
-// Get answers from the cache, or joins or starts the verification for key and
-// waits for it until ctx is done (then ErrPending). hit says whether the
-// answer came from the cache without waiting.
-func (c *Cache) Get(ctx context.Context, key string, verify func(context.Context) (Verdict, error)) (v Verdict, err error, hit bool) {
-	if e, ok := c.lookup(key); ok {
-		return e.verdict, e.err, true
-	}
-	ch := c.flights.DoChan(key, func() (any, error) {
-		// A previous flight may have stored the answer between our lookup
-		// and this call.
-		if e, ok := c.peek(key); ok {
-			return e, nil
-		}
-		c.count(func(s *CacheStats) { s.Verifications++ })
-		vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.VerifyTimeout)
-		defer cancel()
-		verdict, verr := verify(vctx)
-		e := c.store(key, verdict, verr)
-		return e, nil
-	})
-	select {
-	case r := <-ch:
-		e := r.Val.(entry)
-		return e.verdict, e.err, false
-	case <-ctx.Done():
-		c.count(func(s *CacheStats) { s.Pending++ })
-		return Verdict{}, ErrPending, false
-	}
 }
 
 // Cached answers from the cache alone, never starting or waiting for a
@@ -138,26 +130,8 @@ func (c *Cache) Cached(key string) (v Verdict, err error, ok bool) {
 	return e.verdict, e.err, true
 }
 
-func (c *Cache) lookup(key string) (entry, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[key]
-	if ok && c.now().Before(e.expires) {
-		c.stats.Hits++
-		return e, true
-	}
-	c.stats.Misses++
-	return entry{}, false
-}
-
-func (c *Cache) peek(key string) (entry, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[key]
-	return e, ok && c.now().Before(e.expires)
-}
-
-func (c *Cache) store(key string, v Verdict, err error) entry {
+// storeLocked keeps the outcome of key's verification; the caller holds mu.
+func (c *Cache) storeLocked(key string, v Verdict, err error) entry {
 	ttl := c.opts.NegativeTTL
 	switch {
 	case err != nil:
@@ -166,8 +140,6 @@ func (c *Cache) store(key string, v Verdict, err error) entry {
 		ttl = c.opts.PositiveTTL
 	}
 	e := entry{verdict: v, err: err, expires: c.now().Add(ttl)}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if _, ok := c.entries[key]; !ok && len(c.entries) >= c.opts.MaxEntries {
 		c.evictLocked()
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 
@@ -164,18 +165,27 @@ func (d *daemon) close() {
 
 // imageResolver gives the plugin containerd's image store as its Resolver:
 // plugin imports no containerd API, so the resolved image changes type here.
+// It binds the answer to the container's rootfs: an image record re-pointed
+// since the runtime read it is refused, not verified in the container's
+// stead.
 type imageResolver struct{ r *resolve.Resolver }
 
-func (a imageResolver) Resolve(ctx context.Context, ref string) (plugin.Image, error) {
+func (a imageResolver) Resolve(ctx context.Context, containerID, ref string) (plugin.Image, error) {
 	img, err := a.r.Resolve(ctx, ref)
-	return plugin.Image(img), err
+	if err != nil {
+		return plugin.Image{}, err
+	}
+	if err := a.r.Bind(ctx, containerID, img); err != nil {
+		return plugin.Image{}, fmt.Errorf("image %s: %w", img.Name, err)
+	}
+	return plugin.Image{Name: img.Name, Digest: img.Digest, ConfigDigest: img.ConfigDigest}, nil
 }
 
 func (a imageResolver) ImagesOf(ctx context.Context, digest string) ([]plugin.Image, error) {
 	imgs, err := a.r.ImagesOf(ctx, digest)
 	out := make([]plugin.Image, len(imgs))
 	for i, img := range imgs {
-		out[i] = plugin.Image(img)
+		out[i] = plugin.Image{Name: img.Name, Digest: img.Digest, ConfigDigest: img.ConfigDigest}
 	}
 	return out, err
 }

@@ -24,6 +24,9 @@ type verifierFlags struct {
 	allowTTL       time.Duration
 	denyTTL        time.Duration
 	errorTTL       time.Duration
+	// maxRunning, maxPerGroup and maxInFlight bound verification work
+	// (verify.CacheOptions).
+	maxRunning, maxPerGroup, maxInFlight int
 
 	// metrics, if set before build, instruments registry requests and
 	// validator runs (the daemon sets it; the one-shot CLI does not).
@@ -42,6 +45,9 @@ func (f *verifierFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.allowTTL, "cache-allow-ttl", def.PositiveTTL, "how long an allow verdict is cached")
 	fs.DurationVar(&f.denyTTL, "cache-deny-ttl", def.NegativeTTL, "how long a deny verdict is cached (a signature may be added later)")
 	fs.DurationVar(&f.errorTTL, "cache-error-ttl", def.ErrorTTL, "how long a transient failure (registry down) is cached")
+	fs.IntVar(&f.maxRunning, "max-verifications", def.MaxVerifications, "verifications running at once on the node; more wait for a slot (each holds registry responses in memory)")
+	fs.IntVar(&f.maxPerGroup, "max-verifications-per-group", def.MaxPerGroup, "verifications running at once for one registry host, and for one namespace, so that no tenant or registry takes every slot")
+	fs.IntVar(&f.maxInFlight, "max-verifications-in-flight", def.MaxFlights, "verifications running or waiting for a slot; a create that needs one more is denied at once, and its retry tries again")
 }
 
 // build loads the policy and makes the gate with its registry client.
@@ -69,10 +75,13 @@ func (f *verifierFlags) build() (*gate.Gate, *registry.Client, error) {
 		return nil, nil, err
 	}
 	cache := verify.NewCache(verify.CacheOptions{
-		PositiveTTL:   f.allowTTL,
-		NegativeTTL:   f.denyTTL,
-		ErrorTTL:      f.errorTTL,
-		VerifyTimeout: f.verifyTimeout,
+		PositiveTTL:      f.allowTTL,
+		NegativeTTL:      f.denyTTL,
+		ErrorTTL:         f.errorTTL,
+		VerifyTimeout:    f.verifyTimeout,
+		MaxVerifications: f.maxRunning,
+		MaxPerGroup:      f.maxPerGroup,
+		MaxFlights:       f.maxInFlight,
 	})
 	g, err := gate.New(pol, timed(validators.Builder(reg), f.metrics), cache)
 	if err != nil {

@@ -13,8 +13,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
+	contentapi "github.com/containerd/containerd/api/services/content/v1"
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+	introspectionapi "github.com/containerd/containerd/api/services/introspection/v1"
+	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -22,8 +26,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/nri-image-verifier/nri-image-verifier/imageref"
-
-	contentapi "github.com/containerd/containerd/api/services/content/v1"
 )
 
 // Namespace is the containerd namespace kubelet's containers live in.
@@ -35,15 +37,22 @@ type Image struct {
 	Name         string
 	Digest       string
 	ConfigDigest string
+	// Repointed is when containerd's record last changed its target (zero
+	// when it never did): see Bind.
+	Repointed time.Time
 }
 
 // Resolver reads containerd's image store over its gRPC socket.
 type Resolver struct {
-	owned     *grpc.ClientConn // closed by Close; nil when the caller owns the connection
-	images    imagesapi.ImagesClient
-	content   contentapi.ContentClient
-	namespace string
-	platform  platformMatcher
+	owned         *grpc.ClientConn // closed by Close; nil when the caller owns the connection
+	images        imagesapi.ImagesClient
+	content       contentapi.ContentClient
+	snapshots     snapshotsapi.SnapshotsClient
+	introspection introspectionapi.IntrospectionClient
+	namespace     string
+	platform      platformMatcher
+	now           func() time.Time
+	snapshotState
 }
 
 // Dial makes a client of containerd's gRPC socket. It connects lazily, on
@@ -76,10 +85,13 @@ func NewConn(conn grpc.ClientConnInterface, namespace string) *Resolver {
 		namespace = Namespace
 	}
 	return &Resolver{
-		images:    imagesapi.NewImagesClient(conn),
-		content:   contentapi.NewContentClient(conn),
-		namespace: namespace,
-		platform:  defaultPlatform(),
+		images:        imagesapi.NewImagesClient(conn),
+		content:       contentapi.NewContentClient(conn),
+		snapshots:     snapshotsapi.NewSnapshotsClient(conn),
+		introspection: introspectionapi.NewIntrospectionClient(conn),
+		namespace:     namespace,
+		platform:      defaultPlatform(),
+		now:           time.Now,
 	}
 }
 
@@ -194,5 +206,12 @@ func (r *Resolver) describe(ctx context.Context, name string, img *imagesapi.Ima
 	if err != nil {
 		return Image{}, fmt.Errorf("image %s (%s): %w", name, t.GetDigest(), err)
 	}
-	return Image{Name: name, Digest: t.GetDigest(), ConfigDigest: cfg}, nil
+	out := Image{Name: name, Digest: t.GetDigest(), ConfigDigest: cfg}
+	// containerd's CRI updates a record only when a pull finds a new
+	// target (or pins it); a record never updated keeps UpdatedAt equal
+	// to CreatedAt.
+	if u, c := img.GetUpdatedAt(), img.GetCreatedAt(); u != nil && c != nil && u.AsTime().After(c.AsTime()) {
+		out.Repointed = u.AsTime()
+	}
+	return out, nil
 }

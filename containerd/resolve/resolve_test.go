@@ -15,6 +15,8 @@ import (
 
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+	introspectionapi "github.com/containerd/containerd/api/services/introspection/v1"
+	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	"github.com/containerd/containerd/api/types"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -26,10 +28,11 @@ import (
 // enough to test name and ID resolution here. The real containerd is
 // exercised by the end-to-end suite.
 type store struct {
-	images  map[string]*imagesapi.Image
-	content map[string][]byte
-	mu      sync.Mutex
-	ns      []string // namespaces requests came with
+	images    map[string]*imagesapi.Image
+	content   map[string][]byte
+	snapshots map[string]*snapshotsapi.Info // by snapshotter/key
+	mu        sync.Mutex
+	ns        []string // namespaces requests came with
 }
 
 type imagesSrv struct {
@@ -109,6 +112,8 @@ func serve(t *testing.T, s *store) *Resolver {
 	srv := grpc.NewServer()
 	imagesapi.RegisterImagesServer(srv, imagesSrv{store: s})
 	contentapi.RegisterContentServer(srv, contentSrv{store: s})
+	snapshotsapi.RegisterSnapshotsServer(srv, snapshotsSrv{store: s})
+	introspectionapi.RegisterIntrospectionServer(srv, introspectionSrv{})
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
 	r, err := New(sock, "")
@@ -166,22 +171,22 @@ func TestResolve(t *testing.T) {
 		want Image
 		err  string
 	}{
-		{"redis:7", Image{"docker.io/library/redis:7", single, cfg}, ""},
-		{"docker.io/library/redis@" + single, Image{"docker.io/library/redis@" + single, single, cfg}, ""},
-		{cfg, Image{"docker.io/library/redis:7", single, cfg}, ""},
-		{strings.TrimPrefix(cfg, "sha256:"), Image{"docker.io/library/redis:7", single, cfg}, ""},
-		{"127.0.0.1:5000/multi:v1", Image{"127.0.0.1:5000/multi:v1", index, here}, ""},
+		{"redis:7", Image{Name: "docker.io/library/redis:7", Digest: single, ConfigDigest: cfg}, ""},
+		{"docker.io/library/redis@" + single, Image{Name: "docker.io/library/redis@" + single, Digest: single, ConfigDigest: cfg}, ""},
+		{cfg, Image{Name: "docker.io/library/redis:7", Digest: single, ConfigDigest: cfg}, ""},
+		{strings.TrimPrefix(cfg, "sha256:"), Image{Name: "docker.io/library/redis:7", Digest: single, ConfigDigest: cfg}, ""},
+		{"127.0.0.1:5000/multi:v1", Image{Name: "127.0.0.1:5000/multi:v1", Digest: index, ConfigDigest: here}, ""},
 		{lonelyCfg, Image{}, "only by its ID"},
 		{"redis:8", Image{}, "has no image"},
 		{"127.0.0.1:5000/bad:v1", Image{}, "does not match its digest"},
 		{"Not A Ref!", Image{}, "Not A Ref!"},
 		// containerd files "name:tag@digest" as "name@digest", and the tag,
 		// which nobody checked, must not choose the rule.
-		{"redis:7@" + single, Image{"docker.io/library/redis@" + single, single, cfg}, ""},
-		{"redis:legacy-1@" + single, Image{"docker.io/library/redis@" + single, single, cfg}, ""},
+		{"redis:7@" + single, Image{Name: "docker.io/library/redis@" + single, Digest: single, ConfigDigest: cfg}, ""},
+		{"redis:legacy-1@" + single, Image{Name: "docker.io/library/redis@" + single, Digest: single, ConfigDigest: cfg}, ""},
 		// Each spelling gets its own record's digests, never the other's.
-		{"EVIL.io/x:1", Image{"evil.io/x:1", unsigned, unsignedCfg}, ""},
-		{"evil.io/x:1", Image{"evil.io/x:1", signedCopy, copyCfg}, ""},
+		{"EVIL.io/x:1", Image{Name: "evil.io/x:1", Digest: unsigned, ConfigDigest: unsignedCfg}, ""},
+		{"evil.io/x:1", Image{Name: "evil.io/x:1", Digest: signedCopy, ConfigDigest: copyCfg}, ""},
 		{"Evil.io/x:1", Image{}, "has no image"},
 	} {
 		t.Run(tc.ref, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,6 +51,7 @@ func TestContainerd(t *testing.T) {
 			w.unsigned, noSignature)
 	})
 
+	t.Run("a look-alike named first", w.lookAlikeCases)
 	w.badSignatureCases(t)
 	w.retaggedCases(t)
 	w.multiArchCases(t)
@@ -123,6 +125,7 @@ func TestContainerdFallback(t *testing.T) {
 	t.Run("unsigned by ID, user-specified image naming a signed tag", func(t *testing.T) {
 		w.userSpecifiedFallback(t)
 	})
+	t.Run("image record re-pointed during the create", w.repointRaceCases)
 	// containerd >= 2.1 mounts image volumes; this release's NRI sends
 	// their mounts too.
 	w.restartPlugin(t, "--cri-state-dir", w.criStateDir())
@@ -486,17 +489,19 @@ func (w *world) retryUntilRuns(t *testing.T, pod containerdtest.Pod, img contain
 // naming the signed image's tag.
 //
 // Observed on containerd v2.2.9: the plugin resolves the annotation (the
-// signed tag) in containerd's image store, checks the signed digest and
-// allows; containerd makes the container of the unsigned image, which runs.
-// FAIL OPEN, which containerd/resolve cannot close from the annotation: nothing
-// else in v2.2's NRI request names an image. (What would bind it: the
-// container's rootfs snapshot, keyed by the container ID, exists when NRI
-// is called; its parent is the chain ID of the layers containerd used.)
-// Who can send such a request holds containerd's socket and could bypass
-// NRI altogether through containerd's own API; with kubelet the two fields
-// come from the same pod spec string and differ only if the tag moves in
-// containerd's store between kubelet's image check and the create.
-// containerd >= 2.4 refuses this container (TestContainerd).
+// signed tag) in containerd's image store and checks the signed digest.
+// The rootfs check (containerd/resolve Bind) then compares the container's
+// snapshot, which exists when NRI is called, keyed by the container ID,
+// with the signed config's layers: an image of other layers is refused.
+// An image of the same layers and another config (these test images all
+// hold one program and differ in its arguments) still passes: FAIL OPEN,
+// which nothing in v2.2's NRI request can close (no field names the image
+// or its config). Who can send such a request holds containerd's socket
+// and could bypass NRI altogether through containerd's own API; with
+// kubelet the two fields come from the same pod spec string and differ
+// only if the tag moves in containerd's store between kubelet's image
+// check and the create, which Bind refuses for 30 s after the record
+// moved. containerd >= 2.4 refuses this container (TestContainerd).
 func (w *world) userSpecifiedFallback(t *testing.T) {
 	ctx := context.Background()
 	pod := w.runPod(t, "user-specified")
@@ -516,6 +521,18 @@ func (w *world) userSpecifiedFallback(t *testing.T) {
 	// the unsigned one.
 	checkAudit(t, w.auditLine(t, "user-specified", "app"), w.signed, "allow", true)
 	w.checkStarted(t, id, w.unsigned, "user-specified", "app")
+
+	// Other layers than the signed image's: refused by the rootfs check.
+	other, err := containerdtest.PushRunnable(w.registry+"/e2e/user-specified-other:v1", append(slices.Clone(w.program), '\n'), "unsigned, other layers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.pull(t, other)
+	pod = w.runPod(t, "user-specified-other")
+	msg := w.expectRefusedOf(t, pod, "app", &cri.ImageSpec{Image: other.ConfigDigest, UserSpecifiedImage: w.signed.Ref})
+	if want := "the container's root filesystem was not made from the verified image"; !strings.Contains(msg, want) {
+		t.Errorf("refusal does not say %q: %s", want, msg)
+	}
 }
 
 // containerdRestartCases: containerd restarts (an upgrade, a crash) while
