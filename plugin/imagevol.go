@@ -47,7 +47,7 @@ func (p *Plugin) judgeVolumes(ctx context.Context, ctr gate.Input, vols []ImageV
 	)
 	_, ok := within(ctx, p, start, func(dctx context.Context) struct{} {
 		for _, v := range vols {
-			j := p.judgeVolume(dctx, input(v))
+			j := p.judgeVolume(dctx, input(v), v.Dir)
 			mu.Lock()
 			done = append(done, j)
 			mu.Unlock()
@@ -76,7 +76,7 @@ func (p *Plugin) judgeVolumes(ctx context.Context, ctr gate.Input, vols []ImageV
 // rule. The names are taken in a fixed order, so the decision returned is
 // always the same one: the first refusal, else the first audit-mode
 // would-be refusal, else the first allow.
-func (p *Plugin) judgeVolume(ctx context.Context, in gate.Input) judged {
+func (p *Plugin) judgeVolume(ctx context.Context, in gate.Input, dir string) judged {
 	if p.cfg.Images == nil {
 		return judged{in, refuse(noImageStore)}
 	}
@@ -90,6 +90,11 @@ func (p *Plugin) judgeVolume(ctx context.Context, in gate.Input) judged {
 		return judged{in, refuse(fmt.Sprintf("containerd's image store holds %d names for this digest, more than the %d checked", len(imgs), maxVolumeNames))}
 	}
 	slices.SortFunc(imgs, func(a, b Image) int { return strings.Compare(a.Name, b.Name) })
+	// One target, one config: what is verified below must be what is
+	// mounted.
+	if err := p.cfg.Images.CheckVolume(ctx, dir, imgs[0].ConfigDigest); err != nil {
+		return judged{in, refuse("cannot tell that the mounted files are this image's: " + err.Error())}
+	}
 	var first, audit *judged
 	for _, img := range imgs {
 		one := in

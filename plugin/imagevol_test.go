@@ -12,10 +12,19 @@ import (
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
 )
 
-// fakeStore is an image store: names by target digest.
+// fakeStore is an image store: names by target digest; volume folders in
+// swapped were mounted from other layers.
 type fakeStore struct {
 	byDigest map[string][]Image
 	err      error
+	swapped  map[string]bool
+}
+
+func (f fakeStore) CheckVolume(_ context.Context, dir, _ string) error {
+	if f.swapped[dir] {
+		return errors.New("the image volume's file system was not made from the verified image")
+	}
+	return nil
 }
 
 func (f fakeStore) ImagesOf(_ context.Context, digest string) ([]Image, error) {
@@ -174,6 +183,8 @@ func TestImageVolumeCannotBeNamed(t *testing.T) {
 		"no image store": {nil, "set --containerd-socket (chart value containerdFallback.enabled=true)"},
 		"store fails":    {fakeStore{err: errors.New("connection refused")}, "connection refused"},
 		"no name":        {fakeStore{}, "holds no name for this digest"},
+		"mounted from other layers": {fakeStore{byDigest: map[string][]Image{volDigest: {{Name: "127.0.0.1:5000/x:v1", Digest: volDigest}}},
+			swapped: map[string]bool{volBase + testSandbox + "/" + testHex: true}}, "not made from the verified image"},
 		"record for another digest": {fakeStore{byDigest: map[string][]Image{volDigest: {{Name: "127.0.0.1:5000/x:v1", Digest: testDigest}}}},
 			"not the volume's"},
 	} {

@@ -68,8 +68,13 @@ type Resolver interface {
 // for that target digest, with the digests of each record. The daemon adapts
 // containerd/resolve. Without an ImageStore a container with an image
 // volume is refused.
+//
+// CheckVolume checks that the volume mounted from dir (ImageVolume.Dir) is
+// made of configDigest's layers: the runtime names the folder from one read
+// of the image record and unpacks from another.
 type ImageStore interface {
 	ImagesOf(ctx context.Context, digest string) ([]Image, error)
+	CheckVolume(ctx context.Context, dir, configDigest string) error
 }
 
 // Image is what a Resolver found: a name the policy can match (it replaces

@@ -28,6 +28,9 @@ type ImageVolume struct {
 	Destination string
 	// Source is the host path the runtime mounts.
 	Source string
+	// Dir is the volume's folder, Source without the image subPath: the
+	// key of the snapshot containerd mounted there.
+	Dir string
 	// Digest is the image's target digest (index or manifest), "sha256:<hex>".
 	Digest string
 }
@@ -110,7 +113,8 @@ func imageVolume(base, sandboxID, src string) (v ImageVolume, ok bool, err error
 	if !isHex64(parts[1]) {
 		return v, false, fmt.Errorf("image volume directory %q is not a sha256 digest (64 lowercase hex digits)", parts[1])
 	}
-	return ImageVolume{Source: src, Digest: "sha256:" + parts[1]}, true, nil
+	dir := src[:len(base)+1+len(parts[0])+1+len(parts[1])]
+	return ImageVolume{Source: src, Dir: dir, Digest: "sha256:" + parts[1]}, true, nil
 }
 
 // lookalike says whether src has the shape of an image volume's path,

@@ -44,7 +44,8 @@ func TestImageVolumes(t *testing.T) {
 				}
 				return
 			}
-			if len(vols) != 1 || vols[0] != (ImageVolume{Destination: "/tools", Source: tc.src, Digest: tc.want}) {
+			dir := volBase + testSandbox + "/" + strings.TrimPrefix(tc.want, "sha256:")
+			if len(vols) != 1 || vols[0] != (ImageVolume{Destination: "/tools", Source: tc.src, Dir: dir, Digest: tc.want}) {
 				t.Fatalf("ImageVolumes(%q) = %+v, want digest %s at /tools", tc.src, vols, tc.want)
 			}
 		})
@@ -158,7 +159,7 @@ func FuzzImageVolumes(f *testing.F) {
 		for _, v := range vols {
 			rest, ok := strings.CutPrefix(src, volBase+testSandbox+"/")
 			hex, _, _ := strings.Cut(rest, "/")
-			if !ok || !isHex64(hex) || v.Digest != "sha256:"+hex || path.Clean(src) != src {
+			if !ok || !isHex64(hex) || v.Digest != "sha256:"+hex || path.Clean(src) != src || v.Dir != volBase+testSandbox+"/"+hex {
 				t.Fatalf("source %q gave volume %+v", src, v)
 			}
 		}

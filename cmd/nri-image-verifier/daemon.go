@@ -181,6 +181,10 @@ func (a imageResolver) Resolve(ctx context.Context, containerID, ref string) (pl
 	return plugin.Image{Name: img.Name, Digest: img.Digest, ConfigDigest: img.ConfigDigest}, nil
 }
 
+func (a imageResolver) CheckVolume(ctx context.Context, dir, configDigest string) error {
+	return a.r.CheckVolume(ctx, dir, configDigest)
+}
+
 func (a imageResolver) ImagesOf(ctx context.Context, digest string) ([]plugin.Image, error) {
 	imgs, err := a.r.ImagesOf(ctx, digest)
 	out := make([]plugin.Image, len(imgs))
