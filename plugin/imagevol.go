@@ -99,8 +99,9 @@ func (p *Plugin) judgeVolume(ctx context.Context, in gate.Input, dir string) jud
 	for _, img := range imgs {
 		one := in
 		one.Image, one.ConfigDigest = img.Name, img.ConfigDigest
-		if img.Digest != in.Digest {
-			return judged{one, refuse(fmt.Sprintf("containerd's record %s has digest %s, not the volume's", img.Name, img.Digest))}
+		if img.Digest != in.Digest || img.ConfigDigest != imgs[0].ConfigDigest {
+			return judged{one, refuse(fmt.Sprintf("containerd's record %s has digest %s (config %s), not the volume's %s (config %s)",
+				img.Name, img.Digest, img.ConfigDigest, in.Digest, imgs[0].ConfigDigest))}
 		}
 		j := judged{one, p.decideOne(ctx, one)}
 		switch {

@@ -185,6 +185,9 @@ func TestImageVolumeCannotBeNamed(t *testing.T) {
 		"no name":        {fakeStore{}, "holds no name for this digest"},
 		"mounted from other layers": {fakeStore{byDigest: map[string][]Image{volDigest: {{Name: "127.0.0.1:5000/x:v1", Digest: volDigest}}},
 			swapped: map[string]bool{volBase + testSandbox + "/" + testHex: true}}, "not made from the verified image"},
+		"names disagree on the config": {fakeStore{byDigest: map[string][]Image{volDigest: {
+			{Name: "127.0.0.1:5000/a:v1", Digest: volDigest, ConfigDigest: testConfig},
+			{Name: "127.0.0.1:5000/b:v1", Digest: volDigest, ConfigDigest: testDigest}}}}, "not the volume's"},
 		"record for another digest": {fakeStore{byDigest: map[string][]Image{volDigest: {{Name: "127.0.0.1:5000/x:v1", Digest: testDigest}}}},
 			"not the volume's"},
 	} {
