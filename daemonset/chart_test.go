@@ -173,6 +173,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		"image.pullPolicy=Sometimes",
 		"evnts.enabled=false",            // unknown top-level key
 		"containerdFallback.enable=true", // unknown nested key
+		"criStateDir=run/containerd",     // image volumes would never match
 		"policy.mode=strict",
 		"admissionPolicy.exemptNamespaces[0]=Not_A_Namespace",
 		"extraEnv[0].value=x",   // an EnvVar without a name
@@ -342,6 +343,10 @@ func checkPod(t *testing.T, tpl corev1.PodTemplateSpec, fallback bool) {
 	}
 	if !slices.Contains(c.Args, socketArg) {
 		t.Errorf("args %q lack %q", c.Args, socketArg)
+	}
+	// Image volumes are found under containerd's CRI state dir.
+	if stateArg := "--cri-state-dir=/run/containerd/io.containerd.grpc.v1.cri"; !slices.Contains(c.Args, stateArg) {
+		t.Errorf("args %q lack %q", c.Args, stateArg)
 	}
 
 	// Probes on the HTTP port the daemon is told to serve.

@@ -24,6 +24,9 @@ type Input struct {
 	// DigestError says why Digest is empty when the runtime sent none and
 	// resolving it failed (the refusal quotes it).
 	DigestError string
+	// Volume is the mount destination of the image volume whose image this
+	// is, "" for the container's own image. It only names what is checked.
+	Volume string
 
 	Namespace string
 	Pod       string

@@ -16,15 +16,20 @@ import (
 // Allowed is authoritative, as the gate's contract says; Pending only picks
 // the wording. A zero Decision denies.
 func (d Decision) Message(in Input) string {
+	what := "nri-image-verifier: image"
+	if in.Volume != "" {
+		// The container's own image passed; say which of its volumes did not.
+		what = "nri-image-verifier: image volume " + oneLine(in.Volume) + ": image"
+	}
 	switch {
 	case !d.Allowed && d.Pending:
-		return fmt.Sprintf("nri-image-verifier: image %s (%s): verification still running (%s); will be retried",
+		return fmt.Sprintf("%s %s (%s): verification still running (%s); will be retried", what,
 			imageOf(in, d.Image), digestOf(in), orNone(oneLine(d.Reason)))
 	case !d.Allowed:
-		return fmt.Sprintf("nri-image-verifier: image %s (%s) denied by rule %q (validator %s): %s",
+		return fmt.Sprintf("%s %s (%s) denied by rule %q (validator %s): %s", what,
 			imageOf(in, d.Image), digestOf(in), d.Rule, orNone(oneLine(d.Validator)), orNone(oneLine(d.Reason)))
 	case d.Verdict == VerdictAuditDeny:
-		return fmt.Sprintf("nri-image-verifier: image %s (%s) would be denied by rule %q (validator %s, audit mode, allowed): %s",
+		return fmt.Sprintf("%s %s (%s) would be denied by rule %q (validator %s, audit mode, allowed): %s", what,
 			imageOf(in, d.Image), digestOf(in), d.Rule, orNone(oneLine(d.Validator)), orNone(oneLine(d.Reason)))
 	}
 	return ""

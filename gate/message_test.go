@@ -26,6 +26,13 @@ func TestMessage(t *testing.T) {
 		want: `nri-image-verifier: image 127.0.0.1:5000/app:v1 (` + testDigest +
 			`) denied by rule "127.0.0.1:5000/*" (validator cosign-prod): no signature by root default`,
 	}, {
+		name: "image volume: names the mount, a control character and a % cannot break the line",
+		in:   Input{Image: "127.0.0.1:5000/tools:v1", Digest: testDigest, Volume: "/tools\n%s"},
+		d: Decision{Verdict: VerdictDeny, Image: "127.0.0.1:5000/tools:v1", Rule: "127.0.0.1:5000/*",
+			Validator: "default", Reason: "no cosign signature"},
+		want: `nri-image-verifier: image volume /tools %s: image 127.0.0.1:5000/tools:v1 (` + testDigest +
+			`) denied by rule "127.0.0.1:5000/*" (validator default): no cosign signature`,
+	}, {
 		name: "audit-mode would-be denial says it was allowed",
 		in:   in,
 		d: Decision{Allowed: true, Verdict: VerdictAuditDeny, Rule: "*", Validator: "default",

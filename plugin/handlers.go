@@ -32,12 +32,18 @@ func (p *Plugin) ValidateContainerAdjustment(ctx context.Context, req *api.Valid
 func (p *Plugin) check(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
 	start := time.Now()
 	key := Identity(pod, ctr)
-	e, owner := p.memo.claim(ctr.GetId(), key, start)
+	vols, verr := imageVolumesUnder(p.volBase, pod.GetId(), ctr.GetMounts())
+	e, owner := p.memo.claim(ctr.GetId(), memoKey{Input: key, volumes: volumesKey(vols, verr)}, start)
 	if owner {
-		in, d := p.ask(ctx, key, start)
-		e.complete(in, d)
-		p.reporter.Report(in, d)
-		return verdictError(in, d)
+		final, volumes := p.decideContainer(ctx, key, vols, verr, start)
+		// Published before reporting, as always: a waiting request for
+		// the container need not wait on the reporters.
+		e.complete(final.in, final.d)
+		p.reporter.Report(final.ctr.in, final.ctr.d)
+		for _, j := range volumes {
+			p.reporter.Report(j.in, j.d)
+		}
+		return verdictError(final.in, final.d)
 	}
 
 	// Another request for this container is deciding (NRI serialises
@@ -57,11 +63,39 @@ func (p *Plugin) check(ctx context.Context, pod *api.PodSandbox, ctr *api.Contai
 	}
 }
 
+// decideContainer decides on every image whose content the container
+// gets: its own image and each image volume's, side by side within one
+// budget (on a cold node each needs its own verification; one after the
+// other they would cost the pod a retry more). It returns the decision
+// that answers the runtime (the container image's refusal, else the first
+// volume's, else the container image's allow), with the container image's
+// own decision, and the volumes' decisions: all are to be reported.
+func (p *Plugin) decideContainer(ctx context.Context, key gate.Input, vols []ImageVolume, verr error, start time.Time) (outcome, []judged) {
+	if len(vols) == 0 && verr == nil {
+		in, d := p.ask(ctx, key, start)
+		return outcome{judged{in, d}, judged{in, d}}, nil
+	}
+	vc := make(chan []judged, 1)
+	go func() { vc <- p.judgeVolumes(ctx, key, vols, verr, start) }()
+	in, d := p.ask(ctx, key, start)
+	ctr := judged{in, d}
+	// judgeVolumes returns by the budget, as ask does.
+	js := <-vc
+	if last := js[len(js)-1]; d.Allowed && !last.d.Allowed {
+		return outcome{last, ctr}, js
+	}
+	return outcome{ctr, ctr}, js
+}
+
+// outcome is a container's answer: the decision that settles it, and its
+// own image's decision (the same one unless a volume refused).
+type outcome struct {
+	judged
+	ctr judged
+}
+
 // ask resolves missing digests and asks the Decider, all within the
-// budget. It does not trust either to return on time: a request that
-// overruns the runtime's deadline gets the plugin dropped, and the runtime
-// then creates containers without us. So it stops waiting a little after the
-// budget and denies as pending; a late answer is discarded.
+// budget (see within).
 func (p *Plugin) ask(ctx context.Context, in gate.Input, start time.Time) (gate.Input, gate.Decision) {
 	// The common case, a verdict in the cache, is answered at once: no
 	// deadline to enforce on an answer that cannot block.
@@ -70,22 +104,36 @@ func (p *Plugin) ask(ctx context.Context, in gate.Input, start time.Time) (gate.
 			return in, d
 		}
 	}
+	r, ok := within(ctx, p, start, func(dctx context.Context) judged {
+		in := p.resolve(dctx, in)
+		return judged{in, p.decider.Decide(dctx, in)}
+	})
+	if !ok {
+		return in, p.late(in, start)
+	}
+	return r.in, r.d
+}
+
+// judged is one image's decision and the identity it was made on.
+type judged struct {
+	in gate.Input
+	d  gate.Decision
+}
+
+// within runs fn under the decision budget. It does not trust fn to return
+// on time: a request that overruns the runtime's deadline gets the plugin
+// dropped, and the runtime then creates containers without us. So it stops
+// waiting a little after the budget and returns ok false (deny as pending);
+// a late answer is discarded.
+func within[T any](ctx context.Context, p *Plugin, start time.Time, fn func(context.Context) T) (T, bool) {
 	dctx, cancel := budget(ctx, start, p.cfg.Timeout, p.cfg.Margin)
 	defer cancel()
-
-	type result struct {
-		in gate.Input
-		d  gate.Decision
-	}
-	res := make(chan result, 1)
-	go func() {
-		in := p.resolve(dctx, in)
-		res <- result{in, p.decider.Decide(dctx, in)}
-	}()
+	res := make(chan T, 1)
+	go func() { res <- fn(dctx) }()
 
 	select {
 	case r := <-res:
-		return r.in, r.d
+		return r, true
 	case <-dctx.Done():
 	}
 	// The Decider should now be returning Pending; give it half the margin
@@ -94,13 +142,20 @@ func (p *Plugin) ask(ctx context.Context, in gate.Input, start time.Time) (gate.
 	defer grace.Stop()
 	select {
 	case r := <-res:
-		return r.in, r.d
+		return r, true
 	case <-grace.C:
 	case <-ctx.Done():
 	}
+	var zero T
+	return zero, false
+}
+
+// late is the pending deny of an image whose decision did not come back
+// within the budget.
+func (p *Plugin) late(in gate.Input, start time.Time) gate.Decision {
 	p.log.Warn("decider did not return by its deadline; denying", "image", in.Image, "digest", in.Digest,
-		"namespace", in.Namespace, "pod", in.Pod, "container", in.Container)
-	return in, gate.Decision{
+		"volume", in.Volume, "namespace", in.Namespace, "pod", in.Pod, "container", in.Container)
+	return gate.Decision{
 		Verdict: gate.VerdictDeny,
 		Pending: true,
 		Reason:  "no decision within " + time.Since(start).Round(time.Millisecond).String(),

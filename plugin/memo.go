@@ -27,10 +27,20 @@ type memo struct {
 	queue []*entry
 }
 
+// memoKey is what a container's decision was made on, as the request
+// said it: its image identity and its image volumes. A request that says
+// anything else is about another container and is decided afresh.
+type memoKey struct {
+	gate.Input
+	// volumes lists the image volume mounts ("dest=source", NUL
+	// separated), or why they did not parse.
+	volumes string
+}
+
 // entry is one container's decision. done is closed once in and d are set.
 type entry struct {
 	id  string
-	key gate.Input // identity as extracted, before any resolution
+	key memoKey // identity as extracted, before any resolution
 	at  time.Time
 
 	done chan struct{}
@@ -45,7 +55,7 @@ func newMemo(capacity int, ttl time.Duration) *memo {
 // claim returns the entry for container id with identity key. When owner is
 // true the caller must decide and call complete; otherwise it waits on done.
 // A container without ID is never remembered.
-func (m *memo) claim(id string, key gate.Input, now time.Time) (e *entry, owner bool) {
+func (m *memo) claim(id string, key memoKey, now time.Time) (e *entry, owner bool) {
 	e = &entry{id: id, key: key, at: now, done: make(chan struct{})}
 	if id == "" {
 		return e, true

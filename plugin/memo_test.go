@@ -11,8 +11,8 @@ import (
 
 func TestMemo(t *testing.T) {
 	now := time.Unix(1000, 0)
-	a := gate.Input{Image: "a", Digest: testDigest}
-	b := gate.Input{Image: "b", Digest: testDigest}
+	a := memoKey{Input: gate.Input{Image: "a", Digest: testDigest}}
+	b := memoKey{Input: gate.Input{Image: "b", Digest: testDigest}}
 
 	t.Run("second claim reuses the first decision", func(t *testing.T) {
 		m := newMemo(8, time.Minute)
@@ -20,7 +20,7 @@ func TestMemo(t *testing.T) {
 		if !owner {
 			t.Fatal("first claim must own the decision")
 		}
-		e.complete(a, gate.Decision{Allowed: true})
+		e.complete(a.Input, gate.Decision{Allowed: true})
 		e2, owner := m.claim("c1", a, now.Add(time.Second))
 		if owner || e2 != e {
 			t.Fatal("second claim must reuse the entry")

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +63,20 @@ type Resolver interface {
 	Resolve(ctx context.Context, containerID, ref string) (Image, error)
 }
 
+// ImageStore names the image of an image volume, whose mount carries only
+// the image's digest: it returns every name the runtime's image store holds
+// for that target digest, with the digests of each record. The daemon adapts
+// containerd/resolve. Without an ImageStore a container with an image
+// volume is refused.
+//
+// CheckVolume checks that the volume mounted from dir (ImageVolume.Dir) is
+// made of configDigest's layers: the runtime names the folder from one read
+// of the image record and unpacks from another.
+type ImageStore interface {
+	ImagesOf(ctx context.Context, digest string) ([]Image, error)
+	CheckVolume(ctx context.Context, dir, configDigest string) error
+}
+
 // Image is what a Resolver found: a name the policy can match (it replaces
 // a bare image ID) and the digests the runtime's image record holds.
 type Image struct {
@@ -86,6 +101,12 @@ type Config struct {
 	Margin time.Duration
 	// Resolver, if set, fills in the digests the runtime did not send.
 	Resolver Resolver
+	// Images, if set, names the images of image volumes; without it a
+	// container with an image volume is refused.
+	Images ImageStore
+	// CRIStateDir is containerd's CRI state directory (absolute), which
+	// image volumes are mounted from; "" means DefaultCRIStateDir.
+	CRIStateDir string
 	// Logger receives connection events and the NRI stub's own messages.
 	Logger *slog.Logger
 }
@@ -97,6 +118,8 @@ type Plugin struct {
 	reporter Reporter
 	log      *slog.Logger
 	memo     *memo
+	// volBase is where image volumes are mounted from (CRIStateDir's).
+	volBase string
 
 	running   atomic.Bool
 	connected atomic.Bool
@@ -134,6 +157,14 @@ func New(cfg Config, decider Decider, reporter Reporter) (*Plugin, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.CRIStateDir == "" {
+		cfg.CRIStateDir = DefaultCRIStateDir
+	}
+	// A relative or unclean directory would never prefix a mount source,
+	// and image volumes would then all be refused as look-alikes.
+	if !path.IsAbs(cfg.CRIStateDir) || path.Clean(cfg.CRIStateDir) != cfg.CRIStateDir {
+		return nil, fmt.Errorf("plugin: CRI state directory %q must be an absolute, clean path", cfg.CRIStateDir)
+	}
 	// Checked here because the stub would only reject them at connect time,
 	// inside the retry loop, where a typo would look like a missing runtime.
 	if err := api.CheckPluginName(cfg.Name); err != nil {
@@ -151,6 +182,7 @@ func New(cfg Config, decider Decider, reporter Reporter) (*Plugin, error) {
 		reporter: reporter,
 		log:      cfg.Logger.With("component", "plugin"),
 		memo:     newMemo(memoCap, memoTTL),
+		volBase:  volumesBase(cfg.CRIStateDir),
 	}, nil
 }
 

@@ -34,7 +34,7 @@ func (a *Audit) Report(in gate.Input, d gate.Decision) {
 	if !d.Allowed || d.Verdict == gate.VerdictAuditDeny {
 		level = slog.LevelWarn
 	}
-	a.log.LogAttrs(context.Background(), level, "image decision",
+	attrs := []slog.Attr{
 		slog.String("node", a.node),
 		slog.String("namespace", in.Namespace),
 		slog.String("pod", in.Pod),
@@ -52,5 +52,11 @@ func (a *Audit) Report(in gate.Input, d gate.Decision) {
 		slog.String("reason", d.Reason),
 		slog.Float64("latency_ms", float64(d.Latency.Microseconds())/1000),
 		slog.Bool("cache_hit", d.CacheHit),
-	)
+	}
+	if in.Volume != "" {
+		// The image of an image volume: one line per image the container
+		// gets, this one naming the mount.
+		attrs = append(attrs, slog.String("volume", in.Volume))
+	}
+	a.log.LogAttrs(context.Background(), level, "image decision", attrs...)
 }

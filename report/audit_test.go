@@ -41,7 +41,26 @@ func TestAuditLine(t *testing.T) {
 	if _, ok := got["time"]; !ok {
 		t.Errorf("no time field")
 	}
+	if _, ok := got["volume"]; ok {
+		t.Errorf("the container's own image has a volume field: %v", got)
+	}
 	if err := json.Unmarshal(lines[1], &got); err != nil || got["level"] != "INFO" || got["cache_hit"] != true {
 		t.Errorf("allow line: %v %v", err, got)
+	}
+}
+
+// TestAuditLineImageVolume: an image volume's image has its own line,
+// naming the mount.
+func TestAuditLineImageVolume(t *testing.T) {
+	var buf bytes.Buffer
+	a := NewAudit(&buf, "node-1")
+	a.Report(gate.Input{Image: "127.0.0.1:5000/tools:v1", Digest: "sha256:aa", Volume: "/tools", Pod: "p", Container: "c"},
+		gate.Decision{Verdict: gate.VerdictDeny, Reason: "no signature"})
+	var got map[string]any
+	if err := json.Unmarshal(bytes.TrimSpace(buf.Bytes()), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["volume"] != "/tools" || got["image"] != "127.0.0.1:5000/tools:v1" || got["verdict"] != "deny" {
+		t.Errorf("line %v, want volume /tools", got)
 	}
 }

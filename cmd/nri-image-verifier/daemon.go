@@ -70,6 +70,8 @@ func newDaemon(f *runFlags, log *slog.Logger) (*daemon, error) {
 		d.ctrd, d.images = conn, resolve.NewConn(conn, resolve.Namespace)
 		// Used only when the runtime does not send the image digest.
 		f.plugin.Resolver = imageResolver{d.images}
+		// The only source of an image volume's name.
+		f.plugin.Images = imageResolver{d.images}
 		if f.prewarm {
 			// containerd's image store: what prewarm verifies, and the
 			// manifests the chain check then reads without a registry
@@ -177,4 +179,17 @@ func (a imageResolver) Resolve(ctx context.Context, containerID, ref string) (pl
 		return plugin.Image{}, fmt.Errorf("image %s: %w", img.Name, err)
 	}
 	return plugin.Image{Name: img.Name, Digest: img.Digest, ConfigDigest: img.ConfigDigest}, nil
+}
+
+func (a imageResolver) CheckVolume(ctx context.Context, dir, configDigest string) error {
+	return a.r.CheckVolume(ctx, dir, configDigest)
+}
+
+func (a imageResolver) ImagesOf(ctx context.Context, digest string) ([]plugin.Image, error) {
+	imgs, err := a.r.ImagesOf(ctx, digest)
+	out := make([]plugin.Image, len(imgs))
+	for i, img := range imgs {
+		out[i] = plugin.Image{Name: img.Name, Digest: img.Digest, ConfigDigest: img.ConfigDigest}
+	}
+	return out, err
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"k8s.io/klog/v2"
@@ -76,7 +77,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, int) {
 	fs.DurationVar(&pc.Timeout, "decision-timeout", plugin.DefaultTimeout, "longest a container create waits for a verdict; keep it below containerd's plugin_request_timeout")
 	fs.DurationVar(&pc.Margin, "deadline-margin", plugin.DefaultMargin, "time kept before the NRI request deadline to send the answer")
 	fs.StringVar(&f.containerd, "containerd-socket", "/run/containerd/containerd.sock",
-		`containerd's socket, used only when the runtime does not send the image digest through NRI (containerd < 2.4); "" turns that fallback off`)
+		`containerd's socket: the image store that names image volumes' images, and the digest fallback when the runtime does not send it through NRI (containerd < 2.4); "" turns both off (containers with image volumes are then refused)`)
+	fs.StringVar(&pc.CRIStateDir, "cri-state-dir", plugin.DefaultCRIStateDir,
+		"containerd's CRI state_dir: image volumes are mounted from its image-volumes/ directory, and each is verified")
 	fs.StringVar(&f.auditPath, "audit-log", "-", `where JSON audit lines go: a file (appended) or "-" for stdout`)
 	fs.StringVar(&f.node, "node-name", os.Getenv("NODE_NAME"), "node name in audit lines (default $NODE_NAME, else the host name)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -93,6 +96,12 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, int) {
 	}
 	if f.prewarm && f.containerd == "" {
 		fmt.Fprintln(stderr, "--prewarm needs --containerd-socket")
+		return nil, exitUsage
+	}
+	if d := pc.CRIStateDir; !filepath.IsAbs(d) || filepath.Clean(d) != d {
+		// Mount sources are absolute and clean; another form would never
+		// prefix one, and every image volume would be refused.
+		fmt.Fprintf(stderr, "--cri-state-dir %q: want an absolute, clean path\n", d)
 		return nil, exitUsage
 	}
 	if err := f.level.UnmarshalText([]byte(*level)); err != nil {

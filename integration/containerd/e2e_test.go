@@ -126,6 +126,10 @@ func TestContainerdFallback(t *testing.T) {
 		w.userSpecifiedFallback(t)
 	})
 	t.Run("image record re-pointed during the create", w.repointRaceCases)
+	// containerd >= 2.1 mounts image volumes; this release's NRI sends
+	// their mounts too.
+	w.restartPlugin(t, "--cri-state-dir", w.criStateDir())
+	w.imageVolumeCases(t)
 	t.Run("plugin killed: refused; restarted: allowed again", func(t *testing.T) {
 		pod := w.runPod(t, "plugin-killed")
 		if err := w.plugin.Signal(syscall.SIGKILL); err != nil {

@@ -138,11 +138,25 @@ func (c *CRI) CreateContainer(ctx context.Context, p Pod, name, image string) (s
 // spec's image string as UserSpecifiedImage, which containerd then puts in
 // the container's image-name annotation.
 func (c *CRI) CreateContainerOf(ctx context.Context, p Pod, name string, image *cri.ImageSpec) (string, error) {
+	return c.CreateContainerWith(ctx, p, name, image, nil)
+}
+
+// ImageVolume is the CRI mount kubelet asks for to mount image (Kubernetes
+// volumes[].image) read-only at path: containerd (>= 2.1) mounts the
+// image's file system there. The image must have been pulled first.
+func ImageVolume(path, image string) *cri.Mount {
+	return &cri.Mount{ContainerPath: path, Readonly: true, Image: &cri.ImageSpec{Image: image}}
+}
+
+// CreateContainerWith is CreateContainerOf with mounts, such as
+// ImageVolume's.
+func (c *CRI) CreateContainerWith(ctx context.Context, p Pod, name string, image *cri.ImageSpec, mounts []*cri.Mount) (string, error) {
 	resp, err := c.Runtime.CreateContainer(ctx, &cri.CreateContainerRequest{
 		PodSandboxId: p.ID,
 		Config: &cri.ContainerConfig{
 			Metadata: &cri.ContainerMetadata{Name: name},
 			Image:    image,
+			Mounts:   mounts,
 			LogPath:  name + ".log",
 			Linux:    &cri.LinuxContainerConfig{},
 		},

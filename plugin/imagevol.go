@@ -1,0 +1,154 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nri-image-verifier/nri-image-verifier/gate"
+)
+
+// maxVolumeNames bounds the names one image volume's digest is checked
+// under. Names that meet one rule share its verdict, so the cost is bounded
+// by the policy anyway; past this many, something is pulling look-alikes.
+const maxVolumeNames = 64
+
+// noImageStore says how to let the plugin name image volumes.
+const noImageStore = "the image of an image volume can be named only from containerd's image store, " +
+	"and the verifier has no connection to it: set --containerd-socket (chart value containerdFallback.enabled=true)"
+
+// judgeVolumes decides on each image volume of container ctr, one
+// decision per volume, all under one budget (every volume's within would
+// each wait a grace period past it). It stops at the first refusal, which
+// is then the last element; a volume still undecided at the deadline gets a
+// pending deny.
+func (p *Plugin) judgeVolumes(ctx context.Context, ctr gate.Input, vols []ImageVolume, verr error, start time.Time) []judged {
+	base := gate.Input{Namespace: ctr.Namespace, Pod: ctr.Pod, PodUID: ctr.PodUID, Container: ctr.Container, ContainerID: ctr.ContainerID}
+	if verr != nil {
+		in := base
+		var me *MountError
+		if errors.As(verr, &me) {
+			in.Volume = me.Destination
+		}
+		return []judged{{in, refuse("cannot tell which image this mount holds: " + verr.Error())}}
+	}
+	input := func(v ImageVolume) gate.Input {
+		in := base
+		in.Volume, in.Digest = v.Destination, v.Digest
+		return in
+	}
+	var (
+		mu   sync.Mutex
+		done []judged
+	)
+	_, ok := within(ctx, p, start, func(dctx context.Context) struct{} {
+		for _, v := range vols {
+			j := p.judgeVolume(dctx, input(v), v.Dir)
+			mu.Lock()
+			done = append(done, j)
+			mu.Unlock()
+			if !j.d.Allowed {
+				break
+			}
+		}
+		return struct{}{}
+	})
+	mu.Lock()
+	out := slices.Clone(done)
+	mu.Unlock()
+	if !ok && len(out) < len(vols) && (len(out) == 0 || out[len(out)-1].d.Allowed) {
+		in := input(vols[len(out)])
+		out = append(out, judged{in, p.late(in, start)})
+	}
+	return out
+}
+
+// judgeVolume decides on one image volume, in (its digest and
+// destination known), under the rule of every name containerd's image
+// store holds for the digest. The volume is allowed only if every name's
+// rule allows it: a node may hold look-alike names of one digest (anyone
+// who can have a pod pull an image can add one), and checking them all
+// means another name can only make the check stricter, never pick a laxer
+// rule. The names are taken in a fixed order, so the decision returned is
+// always the same one: the first refusal, else the first audit-mode
+// would-be refusal, else the first allow.
+func (p *Plugin) judgeVolume(ctx context.Context, in gate.Input, dir string) judged {
+	if p.cfg.Images == nil {
+		return judged{in, refuse(noImageStore)}
+	}
+	imgs, err := p.cfg.Images.ImagesOf(ctx, in.Digest)
+	switch {
+	case err != nil:
+		return judged{in, refuse("cannot name the image from containerd's image store: " + err.Error())}
+	case len(imgs) == 0:
+		return judged{in, refuse("containerd's image store holds no name for this digest, so no policy rule can be chosen")}
+	case len(imgs) > maxVolumeNames:
+		return judged{in, refuse(fmt.Sprintf("containerd's image store holds %d names for this digest, more than the %d checked", len(imgs), maxVolumeNames))}
+	}
+	slices.SortFunc(imgs, func(a, b Image) int { return strings.Compare(a.Name, b.Name) })
+	// One target, one config: what is verified below must be what is
+	// mounted.
+	if err := p.cfg.Images.CheckVolume(ctx, dir, imgs[0].ConfigDigest); err != nil {
+		return judged{in, refuse("cannot tell that the mounted files are this image's: " + err.Error())}
+	}
+	var first, audit *judged
+	for _, img := range imgs {
+		one := in
+		one.Image, one.ConfigDigest = img.Name, img.ConfigDigest
+		if img.Digest != in.Digest || img.ConfigDigest != imgs[0].ConfigDigest {
+			return judged{one, refuse(fmt.Sprintf("containerd's record %s has digest %s (config %s), not the volume's %s (config %s)",
+				img.Name, img.Digest, img.ConfigDigest, in.Digest, imgs[0].ConfigDigest))}
+		}
+		j := judged{one, p.decideOne(ctx, one)}
+		switch {
+		case !j.d.Allowed:
+			return j
+		case first == nil:
+			first = &j
+		}
+		if audit == nil && j.d.Verdict == gate.VerdictAuditDeny {
+			audit = &j
+		}
+	}
+	if audit != nil {
+		return *audit
+	}
+	return *first
+}
+
+// decideOne asks the Decider about one image, from its cache when it can.
+func (p *Plugin) decideOne(ctx context.Context, in gate.Input) gate.Decision {
+	if c, ok := p.decider.(CachedDecider); ok {
+		if d, ok := c.DecideCached(in); ok {
+			return d
+		}
+	}
+	return p.decider.Decide(ctx, in)
+}
+
+// refuse is the plugin's own refusal of an image volume it cannot check.
+// It is a deny whatever the policy's mode: what cannot be named cannot be
+// matched to a rule, audit-mode or not.
+func refuse(reason string) gate.Decision {
+	return gate.Decision{Verdict: gate.VerdictDeny, Reason: reason}
+}
+
+// volumesKey sums up a container's image volumes for the memo: a later
+// request for the container with other volumes is decided afresh.
+func volumesKey(vols []ImageVolume, err error) string {
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	var b strings.Builder
+	for _, v := range vols {
+		b.WriteString(v.Destination)
+		b.WriteByte('=')
+		b.WriteString(v.Source)
+		b.WriteByte(0)
+	}
+	return b.String()
+}
