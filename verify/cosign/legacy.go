@@ -25,7 +25,7 @@ const (
 // legacy examines the signatures in the `sha256-<hex>.sig` image of cand.
 func (v *Verifier) legacy(ctx context.Context, repo name.Repository, cand string, roots []*trustRoot) result {
 	tag := sigTag(repo, cand)
-	m, err := v.base.Reg.Manifest(ctx, tag)
+	m, err := v.base.Reg.Manifest(ctx, tag) // a .sig tag: the signature size cap
 	if registry.IsNotFound(err) {
 		return result{}
 	}
@@ -74,7 +74,7 @@ func (v *Verifier) checkLegacy(ctx context.Context, repo name.Repository, cand, 
 	}
 	body, err := expected, error(nil)
 	if !isPayload(l, expected) {
-		body, err = v.base.Reg.Blob(ctx, repo.Digest(l.Digest.String()))
+		body, err = v.base.Reg.SignatureBlob(ctx, repo.Digest(l.Digest.String()))
 	}
 	if registry.IsNotFound(err) {
 		return ptr(failed(rankMalformed, "payload %s of %s is missing from the registry", l.Digest, tag)), nil

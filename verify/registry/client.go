@@ -21,12 +21,13 @@ import (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultTimeout          = 10 * time.Second
-	DefaultMaxManifestBytes = 4 << 20
-	DefaultMaxBlobBytes     = 4 << 20
-	DefaultMaxSignatures    = 32
-	DefaultMaxIndexEntries  = 64
-	userAgent               = "nri-image-verifier"
+	DefaultTimeout           = 10 * time.Second
+	DefaultMaxManifestBytes  = 1 << 20
+	DefaultMaxSignatureBytes = 256 << 10
+	DefaultMaxBlobBytes      = 4 << 20
+	DefaultMaxSignatures     = 32
+	DefaultMaxIndexEntries   = 64
+	userAgent                = "nri-image-verifier"
 )
 
 // Options configure a Client. The zero value is usable.
@@ -37,9 +38,17 @@ type Options struct {
 	// Timeout bounds each HTTP request, from sending it to reading the last
 	// byte of its body.
 	Timeout time.Duration
-	// MaxManifestBytes caps manifests, indexes and referrer lists.
+	// MaxManifestBytes caps image manifests and indexes.
 	MaxManifestBytes int64
-	// MaxBlobBytes caps blobs (signature payloads, bundles).
+	// MaxSignatureBytes caps signature material: cosign's .sig, .att and
+	// .sbom tag manifests, referrer lists (the referrers API and its tag
+	// fallback), referrer manifests, and signature blobs (simple-signing
+	// payloads, Sigstore bundles, notation envelopes). All are a few KiB
+	// when honest; a small cap keeps what a hostile registry can make a
+	// verification hold small.
+	MaxSignatureBytes int64
+	// MaxBlobBytes caps other blobs: attestation envelopes and bundles,
+	// whose in-toto predicates (SBOMs, provenance) can be large.
 	MaxBlobBytes int64
 	// MaxSignatures caps how many signatures (legacy layers) or referrers a
 	// validator examines per digest, so a registry cannot make it work
@@ -75,6 +84,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxManifestBytes <= 0 {
 		o.MaxManifestBytes = DefaultMaxManifestBytes
 	}
+	if o.MaxSignatureBytes <= 0 {
+		o.MaxSignatureBytes = DefaultMaxSignatureBytes
+	}
 	if o.MaxBlobBytes <= 0 {
 		o.MaxBlobBytes = DefaultMaxBlobBytes
 	}
@@ -101,12 +113,11 @@ type Client struct {
 // New returns a Client.
 func New(opts Options) (*Client, error) {
 	opts = opts.withDefaults()
-	rt := &capTransport{
-		next:        opts.Transport,
-		timeout:     opts.Timeout,
-		manifestMax: opts.MaxManifestBytes,
-		blobMax:     opts.MaxBlobBytes,
-	}
+	rt := &capTransport{next: opts.Transport, timeout: opts.Timeout}
+	rt.caps[classManifest] = opts.MaxManifestBytes
+	rt.caps[classSignature] = opts.MaxSignatureBytes
+	rt.caps[classBlob] = opts.MaxBlobBytes
+	rt.caps[classOther] = max(opts.MaxManifestBytes, opts.MaxSignatureBytes, opts.MaxBlobBytes)
 	p, err := remote.NewPuller(
 		remote.WithTransport(rt),
 		remote.WithAuthFromKeychain(opts.Keychain),

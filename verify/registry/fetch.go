@@ -50,6 +50,20 @@ func (c *Client) Manifest(ctx context.Context, ref name.Reference) (*Manifest, e
 	return &Manifest{Raw: desc.Manifest, MediaType: mediaTypeOf(desc.Manifest, desc.MediaType), Digest: got}, nil
 }
 
+// SignatureManifest is Manifest for signature material fetched by digest
+// (a referrer's manifest): it is held to Options.MaxSignatureBytes, as
+// signature tags and referrer lists are whoever fetches them.
+func (c *Client) SignatureManifest(ctx context.Context, ref name.Reference) (*Manifest, error) {
+	return c.Manifest(withSignatureClass(ctx), ref)
+}
+
+// SignatureBlob is Blob for a signature (a simple-signing payload, a
+// Sigstore bundle, a notation envelope): it is held to
+// Options.MaxSignatureBytes rather than MaxBlobBytes.
+func (c *Client) SignatureBlob(ctx context.Context, d name.Digest) ([]byte, error) {
+	return c.Blob(withSignatureClass(ctx), d)
+}
+
 // Blob fetches a blob by digest and checks that it hashes to it.
 func (c *Client) Blob(ctx context.Context, d name.Digest) ([]byte, error) {
 	want, err := v1.NewHash(d.DigestStr())

@@ -163,7 +163,7 @@ func TestReferrersFilter(t *testing.T) {
 
 func TestOptionsDefaults(t *testing.T) {
 	o := newClient(t, Options{}).Limits()
-	if o.MaxManifestBytes != 4<<20 || o.MaxBlobBytes != 4<<20 || o.MaxSignatures != 32 || o.Timeout <= 0 || o.Keychain == nil || o.Transport == nil {
+	if o.MaxManifestBytes != 1<<20 || o.MaxSignatureBytes != 256<<10 || o.MaxBlobBytes != 4<<20 || o.MaxSignatures != 32 || o.Timeout <= 0 || o.Keychain == nil || o.Transport == nil {
 		t.Fatalf("defaults: %+v", o)
 	}
 }

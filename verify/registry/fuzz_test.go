@@ -143,7 +143,8 @@ func FuzzCappedBody(f *testing.F) {
 			}
 			return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: cl, Request: req, Header: http.Header{}}, nil
 		})
-		tr := &capTransport{next: next, timeout: time.Second, manifestMax: int64(limit), blobMax: int64(limit)}
+		l := int64(limit)
+		tr := &capTransport{next: next, timeout: time.Second, caps: [...]int64{l, l, l, l}}
 		req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:5000/v2/app/blobs/sha256:"+strings.Repeat("0", 64), nil)
 		resp, err := tr.RoundTrip(req)
 		if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -17,10 +16,9 @@ import (
 // make the daemon buffer gigabytes (remote's own manifest limit is 100 MiB,
 // blobs have none).
 type capTransport struct {
-	next        http.RoundTripper
-	timeout     time.Duration
-	manifestMax int64
-	blobMax     int64
+	next    http.RoundTripper
+	timeout time.Duration
+	caps    [classBlob + 1]int64 // by sizeClass; see caps.go
 }
 
 // maxRedirects bounds one chain of redirects, as http.Client's default
@@ -66,25 +64,6 @@ func (t *capTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// limitFor picks the cap from the registry API path. A redirect hop (a blob
-// served from a CDN) is classified by the request that was redirected.
-func (t *capTransport) limitFor(req *http.Request) (int64, string) {
-	for r := req; r != nil; {
-		switch apiKind(r.URL.Path) {
-		case "blobs":
-			return t.blobMax, "blob"
-		case "manifests", "referrers", "tags":
-			return t.manifestMax, "manifest"
-		}
-		if r.Response == nil {
-			break
-		}
-		r = r.Response.Request
-	}
-	// Ping and token responses: small in practice; use the larger cap.
-	return max(t.manifestMax, t.blobMax), "response"
-}
-
 // redirects counts the redirects that led to req: http.Client links each
 // hop to the response that caused it.
 func redirects(req *http.Request) int {
@@ -93,15 +72,6 @@ func redirects(req *http.Request) int {
 		n++
 	}
 	return n
-}
-
-// apiKind returns "manifests", "blobs", ... for /v2/<name>/<kind>/<ref>.
-func apiKind(path string) string {
-	parts := strings.Split(strings.Trim(path, "/"), "/")
-	if len(parts) < 4 || parts[0] != "v2" {
-		return ""
-	}
-	return parts[len(parts)-2]
 }
 
 func tooLarge(req *http.Request, kind string, limit int64, detail string) error {
