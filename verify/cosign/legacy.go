@@ -36,6 +36,9 @@ func (v *Verifier) legacy(ctx context.Context, repo name.Repository, cand string
 	if err != nil {
 		return result{findings: []finding{failed(rankMalformed, "signature image %s is not a valid manifest: %v", tag.TagStr(), err)}}
 	}
+	if err := v.base.Reg.CheckDescriptors("signature image "+tag.TagStr(), len(man.Layers)); err != nil {
+		return result{err: err}
+	}
 	var layers []v1.Descriptor
 	for _, l := range man.Layers {
 		if l.MediaType == simpleSigningMediaType {

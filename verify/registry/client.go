@@ -26,6 +26,7 @@ const (
 	DefaultMaxSignatureBytes = 256 << 10
 	DefaultMaxBlobBytes      = 4 << 20
 	DefaultMaxSignatures     = 32
+	DefaultMaxDescriptors    = 128
 	DefaultMaxIndexEntries   = 64
 	userAgent                = "nri-image-verifier"
 )
@@ -54,6 +55,13 @@ type Options struct {
 	// validator examines per digest, so a registry cannot make it work
 	// without end.
 	MaxSignatures int
+	// MaxDescriptors caps how many descriptors a signature manifest
+	// (its layers) or a referrer list (its manifests) may hold: a longer
+	// one is refused (ErrTooMany) before any of them is looked at, so that
+	// a registry cannot make a verification walk, or fetch from, a list of
+	// thousands. Honest lists hold a few: one entry per signature,
+	// attestation or SBOM of one digest. Never below MaxSignatures.
+	MaxDescriptors int
 	// MaxIndexEntries caps how many platform manifests of an index are
 	// fetched to find the one with a given config.
 	MaxIndexEntries int
@@ -93,6 +101,10 @@ func (o Options) withDefaults() Options {
 	if o.MaxSignatures <= 0 {
 		o.MaxSignatures = DefaultMaxSignatures
 	}
+	if o.MaxDescriptors <= 0 {
+		o.MaxDescriptors = DefaultMaxDescriptors
+	}
+	o.MaxDescriptors = max(o.MaxDescriptors, o.MaxSignatures)
 	if o.MaxIndexEntries <= 0 {
 		o.MaxIndexEntries = DefaultMaxIndexEntries
 	}

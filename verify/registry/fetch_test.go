@@ -163,7 +163,14 @@ func TestReferrersFilter(t *testing.T) {
 
 func TestOptionsDefaults(t *testing.T) {
 	o := newClient(t, Options{}).Limits()
-	if o.MaxManifestBytes != 1<<20 || o.MaxSignatureBytes != 256<<10 || o.MaxBlobBytes != 4<<20 || o.MaxSignatures != 32 || o.Timeout <= 0 || o.Keychain == nil || o.Transport == nil {
+	if o.MaxManifestBytes != 1<<20 || o.MaxSignatureBytes != 256<<10 || o.MaxBlobBytes != 4<<20 || o.MaxSignatures != 32 || o.MaxDescriptors != 128 || o.Timeout <= 0 || o.Keychain == nil || o.Transport == nil {
 		t.Fatalf("defaults: %+v", o)
+	}
+}
+
+// A list may always hold as many entries as are examined.
+func TestMaxDescriptorsNotBelowMaxSignatures(t *testing.T) {
+	if o := newClient(t, Options{MaxSignatures: 200, MaxDescriptors: 10}).Limits(); o.MaxDescriptors != 200 {
+		t.Fatalf("MaxDescriptors %d, want MaxSignatures' 200", o.MaxDescriptors)
 	}
 }
