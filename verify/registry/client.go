@@ -25,6 +25,7 @@ const (
 	DefaultMaxManifestBytes  = 1 << 20
 	DefaultMaxSignatureBytes = 256 << 10
 	DefaultMaxBlobBytes      = 4 << 20
+	DefaultBodyBudget        = 64 << 20
 	DefaultMaxSignatures     = 32
 	DefaultMaxDescriptors    = 128
 	DefaultMaxIndexEntries   = 64
@@ -51,6 +52,12 @@ type Options struct {
 	// MaxBlobBytes caps other blobs: attestation envelopes and bundles,
 	// whose in-toto predicates (SBOMs, provenance) can be large.
 	MaxBlobBytes int64
+	// BodyBudget bounds the bytes of response bodies being read at once
+	// by all requests of the Client (the daemon has one: it is the
+	// node's budget). A read that would pass it fails at once with
+	// ErrBodyBudget, a transient error: the verification fails closed and
+	// is retried soon. It must be at least the largest size cap.
+	BodyBudget int64
 	// MaxSignatures caps how many signatures (legacy layers) or referrers a
 	// validator examines per digest, so a registry cannot make it work
 	// without end.
@@ -98,6 +105,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxBlobBytes <= 0 {
 		o.MaxBlobBytes = DefaultMaxBlobBytes
 	}
+	if o.BodyBudget <= 0 {
+		o.BodyBudget = DefaultBodyBudget
+	}
 	if o.MaxSignatures <= 0 {
 		o.MaxSignatures = DefaultMaxSignatures
 	}
@@ -120,12 +130,16 @@ func (o Options) withDefaults() Options {
 type Client struct {
 	opts   Options
 	puller *remote.Puller
+	budget *bodyBudget
 }
 
 // New returns a Client.
 func New(opts Options) (*Client, error) {
 	opts = opts.withDefaults()
-	rt := &capTransport{next: opts.Transport, timeout: opts.Timeout}
+	if largest := max(opts.MaxManifestBytes, opts.MaxSignatureBytes, opts.MaxBlobBytes); opts.BodyBudget < largest {
+		return nil, fmt.Errorf("registry client: body budget of %d bytes is smaller than the largest size cap (%d bytes): such a response could never be read", opts.BodyBudget, largest)
+	}
+	rt := &capTransport{next: opts.Transport, timeout: opts.Timeout, budget: &bodyBudget{limit: opts.BodyBudget}}
 	rt.caps[classManifest] = opts.MaxManifestBytes
 	rt.caps[classSignature] = opts.MaxSignatureBytes
 	rt.caps[classBlob] = opts.MaxBlobBytes
@@ -145,8 +159,12 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry client: %w", err)
 	}
-	return &Client{opts: opts, puller: p}, nil
+	return &Client{opts: opts, puller: p, budget: rt.budget}, nil
 }
+
+// BodyBytesInUse is how much of Options.BodyBudget the response bodies
+// being read hold now (for tests and metrics).
+func (c *Client) BodyBytesInUse() int64 { return c.budget.used.Load() }
 
 // Limits returns the options in force (with defaults filled in), so that
 // validators apply the same caps.

@@ -19,6 +19,7 @@ type capTransport struct {
 	next    http.RoundTripper
 	timeout time.Duration
 	caps    [classBlob + 1]int64 // by sizeClass; see caps.go
+	budget  *bodyBudget          // nil: none (tests)
 }
 
 // maxRedirects bounds one chain of redirects, as http.Client's default
@@ -51,7 +52,7 @@ func (t *capTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method == http.MethodHead {
 		// A HEAD response announces the size of the GET body without
 		// sending it; nothing to cap.
-		resp.Body = &cappedBody{rc: resp.Body, limit: -1, ctx: ctx, parent: req.Context(), cancel: cancel, req: req, t: t}
+		resp.Body = t.body(resp.Body, -1, "", ctx, cancel, req)
 		return resp, nil
 	}
 	limit, kind := t.limitFor(req)
@@ -60,8 +61,20 @@ func (t *capTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		cancel()
 		return nil, fmt.Errorf("%w: Content-Length %d exceeds the %s size cap of %d bytes", ErrTooLarge, resp.ContentLength, kind, limit)
 	}
-	resp.Body = &cappedBody{rc: resp.Body, limit: limit, kind: kind, ctx: ctx, parent: req.Context(), cancel: cancel, req: req, t: t}
+	resp.Body = t.body(resp.Body, limit, kind, ctx, cancel, req)
 	return resp, nil
+}
+
+// body wraps rc for the size cap and the body budget. The budget is
+// given back when the request's context ends too (Close cancels it, and
+// so does its deadline): a body left unclosed cannot keep its share.
+func (t *capTransport) body(rc io.ReadCloser, limit int64, kind string, ctx context.Context, cancel context.CancelFunc, req *http.Request) *cappedBody {
+	b := &cappedBody{rc: rc, limit: limit, kind: kind, ctx: ctx, parent: req.Context(), cancel: cancel, req: req, t: t}
+	b.held.budget = t.budget
+	if t.budget != nil {
+		context.AfterFunc(ctx, b.held.releaseAll)
+	}
+	return b
 }
 
 // redirects counts the redirects that led to req: http.Client links each
@@ -99,6 +112,7 @@ type cappedBody struct {
 	cancel context.CancelFunc
 	req    *http.Request
 	t      *capTransport
+	held   held // this body's share of the budget
 }
 
 func (b *cappedBody) Read(p []byte) (int, error) {
@@ -111,9 +125,21 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 			p = p[:room]
 		}
 	}
-	n, err := b.rc.Read(p)
+	k, ok := b.held.reserve(len(p))
+	if !ok {
+		b.held.releaseAll() // what it read so far is of no use now
+		return 0, b.t.budget.exhausted(b.req)
+	}
+	n, err := b.rc.Read(p[:k])
+	b.held.settle(k, n)
 	b.read += int64(n)
+	if err != nil {
+		// At its end or broken, the body holds nothing more: the
+		// reader has what it got.
+		b.held.releaseAll()
+	}
 	if b.limit >= 0 && b.read > b.limit {
+		b.held.releaseAll()
 		return n - int(b.read-b.limit), tooLarge(b.req, b.kind, b.limit, "body")
 	}
 	if err != nil && err != io.EOF && errors.Is(b.ctx.Err(), context.DeadlineExceeded) && b.parent.Err() == nil {
@@ -124,6 +150,7 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 
 func (b *cappedBody) Close() error {
 	err := b.rc.Close()
+	b.held.releaseAll() // before cancel: at once, not on AfterFunc's goroutine
 	b.cancel()
 	return err
 }
