@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"k8s.io/klog/v2"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
@@ -30,6 +31,7 @@ func runCmd(args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: f.level}))
 	f.plugin.Logger = log
+	setMemoryLimit(log, memlimit.FromCgroup)
 
 	d, err := newDaemon(f, log)
 	defer d.close()
