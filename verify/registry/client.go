@@ -25,7 +25,7 @@ const (
 	DefaultMaxManifestBytes  = 1 << 20
 	DefaultMaxSignatureBytes = 256 << 10
 	DefaultMaxBlobBytes      = 4 << 20
-	DefaultBodyBudget        = 64 << 20
+	DefaultBodyBudget        = 32 << 20
 	DefaultMaxSignatures     = 32
 	DefaultMaxDescriptors    = 128
 	DefaultMaxIndexEntries   = 64
