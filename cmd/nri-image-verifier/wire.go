@@ -92,6 +92,10 @@ func (f *verifierFlags) build() (*gate.Gate, *registry.Client, error) {
 		return nil, nil, fmt.Errorf("policy %s: %w", f.policy, err)
 	}
 	f.metrics.WatchCache(cacheStats(cache), cache.Len)
+	f.metrics.WatchRegistryBudget(func() report.RegistryBudget {
+		s := reg.BodyBudget()
+		return report.RegistryBudget{InUse: s.InUse, Limit: s.Limit, Refused: s.Refused}
+	})
 	return g, reg, nil
 }
 

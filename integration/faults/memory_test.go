@@ -85,6 +85,13 @@ func TestHostileRegistryMemory(t *testing.T) {
 		if w.Daemon.Exited() {
 			t.Fatalf("the daemon died under the attack:\n%s", w.Daemon.Tail(40))
 		}
+		// Once the verifications under way have given up, no body holds
+		// any of the budget.
+		if !attacktest.WaitFor(30*time.Second, func() bool { return w.Metric("nri_image_verifier_registry_body_bytes_in_use") == 0 }) {
+			t.Errorf("body budget still in use after the attack: %v bytes", w.Metric("nri_image_verifier_registry_body_bytes_in_use"))
+		}
+		t.Logf("budget %v bytes, %v reads refused for want of it", w.Metric("nri_image_verifier_registry_body_budget_bytes"),
+			w.Metric("nri_image_verifier_registry_body_budget_refused_total"))
 		return u
 	}
 	// The attack as the review made it, sized to main's 4 MiB caps (main

@@ -34,8 +34,9 @@ func (e *budgetError) Is(target error) bool { return target == ErrBodyBudget }
 // first: a body a caller forgets to close holds its bytes no longer than
 // the request timeout.
 type bodyBudget struct {
-	limit int64
-	used  atomic.Int64
+	limit   int64
+	used    atomic.Int64
+	refused atomic.Uint64 // reads refused for want of budget
 }
 
 // budgetChunk is the most one read reserves: a large read buffer
@@ -57,6 +58,7 @@ func (b *bodyBudget) tryAcquire(n int64) bool {
 func (b *bodyBudget) release(n int64) { b.used.Add(-n) }
 
 func (b *bodyBudget) exhausted(req *http.Request) error {
+	b.refused.Add(1)
 	return &budgetError{req: req.Method + " " + redactURL(req), limit: b.limit}
 }
 

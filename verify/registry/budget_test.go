@@ -82,6 +82,9 @@ func TestBodyBudgetExhaustedFailsFast(t *testing.T) {
 		t.Fatalf("budget error %v must be transient", err)
 	}
 	t.Logf("after %s: %v", el.Round(time.Millisecond), err)
+	if s := c.BodyBudget(); s.Refused == 0 || s.Limit != 2<<20 {
+		t.Errorf("budget stats %+v, want a refusal counted against 2 MiB", s)
+	}
 
 	cancel()
 	wg.Wait()

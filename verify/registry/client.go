@@ -163,8 +163,20 @@ func New(opts Options) (*Client, error) {
 }
 
 // BodyBytesInUse is how much of Options.BodyBudget the response bodies
-// being read hold now (for tests and metrics).
+// being read hold now.
 func (c *Client) BodyBytesInUse() int64 { return c.budget.used.Load() }
+
+// BodyBudgetStats is the body budget's state, for metrics.
+type BodyBudgetStats struct {
+	InUse, Limit int64
+	// Refused counts the reads failed for want of budget.
+	Refused uint64
+}
+
+// BodyBudget reports the body budget's state now.
+func (c *Client) BodyBudget() BodyBudgetStats {
+	return BodyBudgetStats{InUse: c.budget.used.Load(), Limit: c.budget.limit, Refused: c.budget.refused.Load()}
+}
 
 // Limits returns the options in force (with defaults filled in), so that
 // validators apply the same caps.
