@@ -178,6 +178,9 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		"admissionPolicy.exemptNamespaces[0]=Not_A_Namespace",
 		"extraEnv[0].value=x",   // an EnvVar without a name
 		"extraEnv[0].name=1BAD", // not an environment variable name
+		"registryLimits.bodyBudget=lots",
+		"registryLimits.maxSignatureBytes=256KB",
+		"registryLimits.maxDescriptors=-1",
 	} {
 		_, err := helm(t, "template", release, "chart", "--namespace", namespace, "--set", set)
 		if err == nil || !strings.Contains(err.Error(), "schema") {
@@ -251,6 +254,27 @@ func TestDaemonSet(t *testing.T) {
 				t.Errorf("the DaemonSet does not mount ConfigMap %s", cm.Name)
 			}
 		})
+	}
+}
+
+// TestRegistryLimitValues: the registry limits reach the plugin's flags
+// when set, and are left to the plugin's defaults when not.
+func TestRegistryLimitValues(t *testing.T) {
+	limits := []string{"--registry-max-manifest-bytes=2Mi", "--registry-max-signature-bytes=128Ki",
+		"--registry-max-blob-bytes=16Mi", "--registry-body-budget=96Mi", "--registry-max-descriptors=64"}
+	for name, args := range map[string][]string{
+		"unset": nil,
+		"set": {"--set", "registryLimits.maxManifestBytes=2Mi,registryLimits.maxSignatureBytes=128Ki,registryLimits.maxBlobBytes=16Mi," +
+			"registryLimits.bodyBudget=96Mi,registryLimits.maxDescriptors=64"},
+	} {
+		ds := one[*appsv1.DaemonSet](t, objects(t, render(t, args...)))
+		got := ds.Spec.Template.Spec.Containers[0].Args
+		checkFlags(t, got)
+		for _, want := range limits {
+			if has := slices.Contains(got, want); has != (name == "set") {
+				t.Errorf("%s: %s in args is %v: %q", name, want, has, got)
+			}
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"k8s.io/klog/v2"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
@@ -31,6 +32,7 @@ func runCmd(args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: f.level}))
 	f.plugin.Logger = log
+	setMemoryLimit(log, memlimit.FromCgroup)
 
 	d, err := newDaemon(f, log)
 	defer d.close()

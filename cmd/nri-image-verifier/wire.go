@@ -27,6 +27,8 @@ type verifierFlags struct {
 	// maxRunning, maxPerGroup and maxInFlight bound verification work
 	// (verify.CacheOptions).
 	maxRunning, maxPerGroup, maxInFlight int
+	// limits bound what a registry can make a verification hold.
+	limits registryLimits
 
 	// metrics, if set before build, instruments registry requests and
 	// validator runs (the daemon sets it; the one-shot CLI does not).
@@ -48,6 +50,7 @@ func (f *verifierFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxRunning, "max-verifications", def.MaxVerifications, "verifications running at once on the node; more wait for a slot (each holds registry responses in memory)")
 	fs.IntVar(&f.maxPerGroup, "max-verifications-per-group", def.MaxPerGroup, "verifications running at once for one registry host, and for one namespace, so that no tenant or registry takes every slot")
 	fs.IntVar(&f.maxInFlight, "max-verifications-in-flight", def.MaxFlights, "verifications running or waiting for a slot; a create that needs one more is denied at once, and its retry tries again")
+	f.limits.register(fs)
 }
 
 // build loads the policy and makes the gate with its registry client.
@@ -60,6 +63,7 @@ func (f *verifierFlags) build() (*gate.Gate, *registry.Client, error) {
 		return nil, nil, fmt.Errorf("invalid policy %s:\n%w", f.policy, err)
 	}
 	opts := registry.Options{Timeout: f.requestTimeout, Local: f.local}
+	f.limits.apply(&opts)
 	if f.metrics != nil {
 		opts.Transport = f.metrics.Transport(registry.NewTransport())
 	}
@@ -88,6 +92,10 @@ func (f *verifierFlags) build() (*gate.Gate, *registry.Client, error) {
 		return nil, nil, fmt.Errorf("policy %s: %w", f.policy, err)
 	}
 	f.metrics.WatchCache(cacheStats(cache), cache.Len)
+	f.metrics.WatchRegistryBudget(func() report.RegistryBudget {
+		s := reg.BodyBudget()
+		return report.RegistryBudget{InUse: s.InUse, Limit: s.Limit, Refused: s.Refused}
+	})
 	return g, reg, nil
 }
 

@@ -37,7 +37,8 @@ func unusable(rank int, format string, args ...any) *examined {
 // examine fetches and verifies one referrer of cand. Nil, nil: it is not
 // a Sigstore bundle after all.
 func (s *attestSearch) examine(ctx context.Context, cand string, want []byte, d v1.Descriptor) (*examined, error) {
-	b, problem, err := s.v.fetchBundle(ctx, s.repo, cand, d)
+	// An attestation's statement can be large (an SBOM): the blob cap.
+	b, problem, err := s.v.fetchBundle(ctx, s.repo, cand, d, s.v.base.Reg.Blob)
 	if b == nil {
 		if problem != "" {
 			return unusable(attRankContent, "%s", problem), nil

@@ -49,6 +49,10 @@ func (s *attestSearch) legacyCandidate(ctx context.Context, cand string, want []
 	if err != nil {
 		return // no attestation can be read from it
 	}
+	if err := s.v.base.Reg.CheckDescriptors("attestation image "+tag.TagStr(), len(man.Layers)); err != nil {
+		s.fetchFailed(err)
+		return
+	}
 	var todo []v1.Descriptor
 	for _, l := range man.Layers {
 		if l.MediaType != dsseMediaType {

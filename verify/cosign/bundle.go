@@ -65,7 +65,7 @@ func (v *Verifier) bundles(ctx context.Context, repo name.Repository, cand strin
 // checkBundle fetches and verifies one referrer. Nil, nil: it is not a
 // cosign bundle after all.
 func (v *Verifier) checkBundle(ctx context.Context, repo name.Repository, cand string, want []byte, d v1.Descriptor, roots []*trustRoot) (*finding, error) {
-	b, problem, err := v.fetchBundle(ctx, repo, cand, d)
+	b, problem, err := v.fetchBundle(ctx, repo, cand, d, v.base.Reg.SignatureBlob)
 	if b == nil {
 		if problem != "" {
 			return ptr(failed(rankMalformed, "%s", problem)), nil
@@ -97,9 +97,10 @@ func (v *Verifier) checkBundle(ctx context.Context, repo name.Repository, cand s
 // is wrong with the referrer, in a line, or nothing (not a bundle after
 // all: the registry listed it loosely, or it was deleted since), or an
 // error (it could not be fetched). Signatures and attestations both read
-// bundles here.
-func (v *Verifier) fetchBundle(ctx context.Context, repo name.Repository, cand string, d v1.Descriptor) (*bundle.Bundle, string, error) {
-	m, err := v.base.Reg.Manifest(ctx, repo.Digest(d.Digest.String()))
+// bundles here; blob fetches the bundle, under the size cap for its kind
+// (the referrer's manifest is always small: the signature cap).
+func (v *Verifier) fetchBundle(ctx context.Context, repo name.Repository, cand string, d v1.Descriptor, blob func(context.Context, name.Digest) ([]byte, error)) (*bundle.Bundle, string, error) {
+	m, err := v.base.Reg.SignatureManifest(ctx, repo.Digest(d.Digest.String()))
 	if registry.IsNotFound(err) {
 		return nil, "", nil // deleted since listed
 	}
@@ -130,7 +131,7 @@ func (v *Verifier) fetchBundle(ctx context.Context, repo name.Repository, cand s
 	if layer == nil {
 		return nil, fmt.Sprintf("bundle referrer %s of %s has no bundle layer", d.Digest, cand), nil
 	}
-	raw, err := v.base.Reg.Blob(ctx, repo.Digest(layer.Digest.String()))
+	raw, err := blob(ctx, repo.Digest(layer.Digest.String()))
 	if registry.IsNotFound(err) {
 		return nil, fmt.Sprintf("bundle %s of referrer %s is missing from the registry", layer.Digest, d.Digest), nil
 	}

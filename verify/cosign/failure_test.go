@@ -86,7 +86,7 @@ func TestHugeManifestHitsTheCap(t *testing.T) {
 			if err == nil {
 				t.Fatalf("huge manifest: verdict %+v, want an error", got)
 			}
-			if !errors.Is(err, registry.ErrTooLarge) || !strings.Contains(err.Error(), "manifest size cap of 4194304 bytes") {
+			if !errors.Is(err, registry.ErrTooLarge) || !strings.Contains(err.Error(), "signature manifest size cap of 262144 bytes") {
 				t.Fatalf("error %q does not name the cap", err)
 			}
 			t.Logf("error: %v", err)

@@ -25,7 +25,7 @@ const (
 // legacy examines the signatures in the `sha256-<hex>.sig` image of cand.
 func (v *Verifier) legacy(ctx context.Context, repo name.Repository, cand string, roots []*trustRoot) result {
 	tag := sigTag(repo, cand)
-	m, err := v.base.Reg.Manifest(ctx, tag)
+	m, err := v.base.Reg.Manifest(ctx, tag) // a .sig tag: the signature size cap
 	if registry.IsNotFound(err) {
 		return result{}
 	}
@@ -35,6 +35,9 @@ func (v *Verifier) legacy(ctx context.Context, repo name.Repository, cand string
 	man, err := v1.ParseManifest(bytes.NewReader(m.Raw))
 	if err != nil {
 		return result{findings: []finding{failed(rankMalformed, "signature image %s is not a valid manifest: %v", tag.TagStr(), err)}}
+	}
+	if err := v.base.Reg.CheckDescriptors("signature image "+tag.TagStr(), len(man.Layers)); err != nil {
+		return result{err: err}
 	}
 	var layers []v1.Descriptor
 	for _, l := range man.Layers {
@@ -74,7 +77,7 @@ func (v *Verifier) checkLegacy(ctx context.Context, repo name.Repository, cand, 
 	}
 	body, err := expected, error(nil)
 	if !isPayload(l, expected) {
-		body, err = v.base.Reg.Blob(ctx, repo.Digest(l.Digest.String()))
+		body, err = v.base.Reg.SignatureBlob(ctx, repo.Digest(l.Digest.String()))
 	}
 	if registry.IsNotFound(err) {
 		return ptr(failed(rankMalformed, "payload %s of %s is missing from the registry", l.Digest, tag)), nil

@@ -75,7 +75,7 @@ func (c *check) signatures(ctx context.Context, cand string) result {
 // signature fetches one referrer and has notation verify it. Nil, nil: it
 // is not a notation signature after all.
 func (c *check) signature(ctx context.Context, cand string, target ocispec.Descriptor, d v1.Descriptor) (*finding, error) {
-	m, err := c.v.base.Reg.Manifest(ctx, c.repo.Digest(d.Digest.String()))
+	m, err := c.v.base.Reg.SignatureManifest(ctx, c.repo.Digest(d.Digest.String()))
 	if registry.IsNotFound(err) {
 		return nil, nil // deleted since listed
 	}
@@ -107,7 +107,7 @@ func (c *check) signature(ctx context.Context, cand string, target ocispec.Descr
 	default:
 		return failed(rankMalformed, "signature manifest %s holds an envelope of media type %q, want %q or %q", d.Digest, mt, jws.MediaTypeEnvelope, cose.MediaTypeEnvelope), nil
 	}
-	env, err := c.v.base.Reg.Blob(ctx, c.repo.Digest(layer.Digest.String()))
+	env, err := c.v.base.Reg.SignatureBlob(ctx, c.repo.Digest(layer.Digest.String()))
 	if registry.IsNotFound(err) {
 		return failed(rankMalformed, "signature envelope %s of %s is missing from the registry", layer.Digest, d.Digest), nil
 	}

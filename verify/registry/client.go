@@ -21,12 +21,15 @@ import (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultTimeout          = 10 * time.Second
-	DefaultMaxManifestBytes = 4 << 20
-	DefaultMaxBlobBytes     = 4 << 20
-	DefaultMaxSignatures    = 32
-	DefaultMaxIndexEntries  = 64
-	userAgent               = "nri-image-verifier"
+	DefaultTimeout           = 10 * time.Second
+	DefaultMaxManifestBytes  = 1 << 20
+	DefaultMaxSignatureBytes = 256 << 10
+	DefaultMaxBlobBytes      = 4 << 20
+	DefaultBodyBudget        = 32 << 20
+	DefaultMaxSignatures     = 32
+	DefaultMaxDescriptors    = 128
+	DefaultMaxIndexEntries   = 64
+	userAgent                = "nri-image-verifier"
 )
 
 // Options configure a Client. The zero value is usable.
@@ -37,14 +40,35 @@ type Options struct {
 	// Timeout bounds each HTTP request, from sending it to reading the last
 	// byte of its body.
 	Timeout time.Duration
-	// MaxManifestBytes caps manifests, indexes and referrer lists.
+	// MaxManifestBytes caps image manifests and indexes.
 	MaxManifestBytes int64
-	// MaxBlobBytes caps blobs (signature payloads, bundles).
+	// MaxSignatureBytes caps signature material: cosign's .sig, .att and
+	// .sbom tag manifests, referrer lists (the referrers API and its tag
+	// fallback), referrer manifests, and signature blobs (simple-signing
+	// payloads, Sigstore bundles, notation envelopes). All are a few KiB
+	// when honest; a small cap keeps what a hostile registry can make a
+	// verification hold small.
+	MaxSignatureBytes int64
+	// MaxBlobBytes caps other blobs: attestation envelopes and bundles,
+	// whose in-toto predicates (SBOMs, provenance) can be large.
 	MaxBlobBytes int64
+	// BodyBudget bounds the bytes of response bodies being read at once
+	// by all requests of the Client (the daemon has one: it is the
+	// node's budget). A read that would pass it fails at once with
+	// ErrBodyBudget, a transient error: the verification fails closed and
+	// is retried soon. It must be at least the largest size cap.
+	BodyBudget int64
 	// MaxSignatures caps how many signatures (legacy layers) or referrers a
 	// validator examines per digest, so a registry cannot make it work
 	// without end.
 	MaxSignatures int
+	// MaxDescriptors caps how many descriptors a signature manifest
+	// (its layers) or a referrer list (its manifests) may hold: a longer
+	// one is refused (ErrTooMany) before any of them is looked at, so that
+	// a registry cannot make a verification walk, or fetch from, a list of
+	// thousands. Honest lists hold a few: one entry per signature,
+	// attestation or SBOM of one digest. Never below MaxSignatures.
+	MaxDescriptors int
 	// MaxIndexEntries caps how many platform manifests of an index are
 	// fetched to find the one with a given config.
 	MaxIndexEntries int
@@ -75,12 +99,22 @@ func (o Options) withDefaults() Options {
 	if o.MaxManifestBytes <= 0 {
 		o.MaxManifestBytes = DefaultMaxManifestBytes
 	}
+	if o.MaxSignatureBytes <= 0 {
+		o.MaxSignatureBytes = DefaultMaxSignatureBytes
+	}
 	if o.MaxBlobBytes <= 0 {
 		o.MaxBlobBytes = DefaultMaxBlobBytes
+	}
+	if o.BodyBudget <= 0 {
+		o.BodyBudget = DefaultBodyBudget
 	}
 	if o.MaxSignatures <= 0 {
 		o.MaxSignatures = DefaultMaxSignatures
 	}
+	if o.MaxDescriptors <= 0 {
+		o.MaxDescriptors = DefaultMaxDescriptors
+	}
+	o.MaxDescriptors = max(o.MaxDescriptors, o.MaxSignatures)
 	if o.MaxIndexEntries <= 0 {
 		o.MaxIndexEntries = DefaultMaxIndexEntries
 	}
@@ -96,17 +130,20 @@ func (o Options) withDefaults() Options {
 type Client struct {
 	opts   Options
 	puller *remote.Puller
+	budget *bodyBudget
 }
 
 // New returns a Client.
 func New(opts Options) (*Client, error) {
 	opts = opts.withDefaults()
-	rt := &capTransport{
-		next:        opts.Transport,
-		timeout:     opts.Timeout,
-		manifestMax: opts.MaxManifestBytes,
-		blobMax:     opts.MaxBlobBytes,
+	if largest := max(opts.MaxManifestBytes, opts.MaxSignatureBytes, opts.MaxBlobBytes); opts.BodyBudget < largest {
+		return nil, fmt.Errorf("registry client: body budget of %d bytes is smaller than the largest size cap (%d bytes): such a response could never be read", opts.BodyBudget, largest)
 	}
+	rt := &capTransport{next: opts.Transport, timeout: opts.Timeout, budget: &bodyBudget{limit: opts.BodyBudget}}
+	rt.caps[classManifest] = opts.MaxManifestBytes
+	rt.caps[classSignature] = opts.MaxSignatureBytes
+	rt.caps[classBlob] = opts.MaxBlobBytes
+	rt.caps[classOther] = max(opts.MaxManifestBytes, opts.MaxSignatureBytes, opts.MaxBlobBytes)
 	p, err := remote.NewPuller(
 		remote.WithTransport(rt),
 		remote.WithAuthFromKeychain(opts.Keychain),
@@ -122,7 +159,23 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry client: %w", err)
 	}
-	return &Client{opts: opts, puller: p}, nil
+	return &Client{opts: opts, puller: p, budget: rt.budget}, nil
+}
+
+// BodyBytesInUse is how much of Options.BodyBudget the response bodies
+// being read hold now.
+func (c *Client) BodyBytesInUse() int64 { return c.budget.used.Load() }
+
+// BodyBudgetStats is the body budget's state, for metrics.
+type BodyBudgetStats struct {
+	InUse, Limit int64
+	// Refused counts the reads failed for want of budget.
+	Refused uint64
+}
+
+// BodyBudget reports the body budget's state now.
+func (c *Client) BodyBudget() BodyBudgetStats {
+	return BodyBudgetStats{InUse: c.budget.used.Load(), Limit: c.budget.limit, Refused: c.budget.refused.Load()}
 }
 
 // Limits returns the options in force (with defaults filled in), so that

@@ -14,6 +14,10 @@ import (
 // ErrTooLarge is wrapped by errors for responses over a size cap.
 var ErrTooLarge = errors.New("response too large")
 
+// ErrTooMany is wrapped by errors for signature manifests and referrer
+// lists with more descriptors than Options.MaxDescriptors.
+var ErrTooMany = errors.New("too many descriptors")
+
 // ErrDigestMismatch is wrapped when content fetched by digest does not hash
 // to that digest.
 var ErrDigestMismatch = errors.New("content does not match its digest")

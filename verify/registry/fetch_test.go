@@ -1,11 +1,15 @@
 package registry
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -163,7 +167,28 @@ func TestReferrersFilter(t *testing.T) {
 
 func TestOptionsDefaults(t *testing.T) {
 	o := newClient(t, Options{}).Limits()
-	if o.MaxManifestBytes != 4<<20 || o.MaxBlobBytes != 4<<20 || o.MaxSignatures != 32 || o.Timeout <= 0 || o.Keychain == nil || o.Transport == nil {
+	if o.MaxManifestBytes != 1<<20 || o.MaxSignatureBytes != 256<<10 || o.MaxBlobBytes != 4<<20 || o.MaxSignatures != 32 || o.MaxDescriptors != 128 || o.BodyBudget != 32<<20 || o.Timeout <= 0 || o.Keychain == nil || o.Transport == nil {
 		t.Fatalf("defaults: %+v", o)
+	}
+}
+
+// A list may always hold as many entries as are examined.
+func TestMaxDescriptorsNotBelowMaxSignatures(t *testing.T) {
+	if o := newClient(t, Options{MaxSignatures: 200, MaxDescriptors: 10}).Limits(); o.MaxDescriptors != 200 {
+		t.Fatalf("MaxDescriptors %d, want MaxSignatures' 200", o.MaxDescriptors)
+	}
+}
+
+func TestReadAll(t *testing.T) {
+	for _, n := range []int{0, 1, readChunk - 1, readChunk, readChunk + 1, 5*readChunk + 7} {
+		want := bytes.Repeat([]byte{'a', 'b', 'c'}, n/3+1)[:n]
+		got, err := readAll(iotest.OneByteReader(bytes.NewReader(want)))
+		if err != nil || !bytes.Equal(got, want) || cap(got) != n {
+			t.Errorf("%d bytes: got %d (cap %d), %v", n, len(got), cap(got), err)
+		}
+	}
+	broken := io.MultiReader(strings.NewReader("partial"), iotest.ErrReader(io.ErrClosedPipe))
+	if _, err := readAll(broken); !errors.Is(err, io.ErrClosedPipe) {
+		t.Errorf("broken body: %v", err)
 	}
 }

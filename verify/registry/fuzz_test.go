@@ -128,7 +128,8 @@ func FuzzCandidates(f *testing.F) {
 
 // FuzzCappedBody: however a body is read, the size cap is exact: a body
 // within the cap is read whole, a larger one yields at most cap bytes and
-// then ErrTooLarge; a Content-Length over the cap fails at once.
+// then ErrTooLarge; a Content-Length over the cap fails at once. Once the
+// body is closed, it holds nothing of the body budget.
 func FuzzCappedBody(f *testing.F) {
 	f.Add(uint16(10), uint16(10), []byte{1, 2, 3}, false)
 	f.Add(uint16(11), uint16(10), []byte{255}, true)
@@ -143,7 +144,9 @@ func FuzzCappedBody(f *testing.F) {
 			}
 			return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: cl, Request: req, Header: http.Header{}}, nil
 		})
-		tr := &capTransport{next: next, timeout: time.Second, manifestMax: int64(limit), blobMax: int64(limit)}
+		l := int64(limit)
+		budget := &bodyBudget{limit: 1 << 20}
+		tr := &capTransport{next: next, timeout: time.Second, caps: [...]int64{l, l, l, l}, budget: budget}
 		req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:5000/v2/app/blobs/sha256:"+strings.Repeat("0", 64), nil)
 		resp, err := tr.RoundTrip(req)
 		if err != nil {
@@ -152,7 +155,12 @@ func FuzzCappedBody(f *testing.F) {
 			}
 			return
 		}
-		defer resp.Body.Close()
+		defer func() {
+			_ = resp.Body.Close()
+			if n := budget.used.Load(); n != 0 {
+				t.Fatalf("%d bytes of the body budget still held after Close", n)
+			}
+		}()
 		if announce && size > limit {
 			t.Fatalf("Content-Length %d over the cap %d let through", size, limit)
 		}

@@ -31,6 +31,9 @@ func (c *Client) Referrers(ctx context.Context, d name.Digest, artifactType stri
 	if err != nil {
 		return nil, fmt.Errorf("listing referrers of %s: %w", d, describe(err))
 	}
+	if err := c.CheckDescriptors("referrer list of "+d.String(), len(im.Manifests)); err != nil {
+		return nil, err
+	}
 	var out []v1.Descriptor
 	for _, desc := range im.Manifests {
 		switch desc.ArtifactType {
@@ -39,4 +42,15 @@ func (c *Client) Referrers(ctx context.Context, d name.Digest, artifactType stri
 		}
 	}
 	return out, nil
+}
+
+// CheckDescriptors refuses a signature manifest or referrer list (what)
+// with n descriptors when n is over Options.MaxDescriptors. Callers check
+// before they look at any descriptor; the list's size in bytes, and so
+// the work of parsing it, is already bounded by MaxSignatureBytes.
+func (c *Client) CheckDescriptors(what string, n int) error {
+	if n > c.opts.MaxDescriptors {
+		return fmt.Errorf("%w: %s has %d entries, more than the limit of %d", ErrTooMany, what, n, c.opts.MaxDescriptors)
+	}
+	return nil
 }

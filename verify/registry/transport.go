@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -17,10 +16,10 @@ import (
 // make the daemon buffer gigabytes (remote's own manifest limit is 100 MiB,
 // blobs have none).
 type capTransport struct {
-	next        http.RoundTripper
-	timeout     time.Duration
-	manifestMax int64
-	blobMax     int64
+	next    http.RoundTripper
+	timeout time.Duration
+	caps    [classBlob + 1]int64 // by sizeClass; see caps.go
+	budget  *bodyBudget          // nil: none (tests)
 }
 
 // maxRedirects bounds one chain of redirects, as http.Client's default
@@ -53,7 +52,7 @@ func (t *capTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method == http.MethodHead {
 		// A HEAD response announces the size of the GET body without
 		// sending it; nothing to cap.
-		resp.Body = &cappedBody{rc: resp.Body, limit: -1, ctx: ctx, parent: req.Context(), cancel: cancel, req: req, t: t}
+		resp.Body = t.body(resp.Body, -1, "", ctx, cancel, req)
 		return resp, nil
 	}
 	limit, kind := t.limitFor(req)
@@ -62,27 +61,20 @@ func (t *capTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		cancel()
 		return nil, fmt.Errorf("%w: Content-Length %d exceeds the %s size cap of %d bytes", ErrTooLarge, resp.ContentLength, kind, limit)
 	}
-	resp.Body = &cappedBody{rc: resp.Body, limit: limit, kind: kind, ctx: ctx, parent: req.Context(), cancel: cancel, req: req, t: t}
+	resp.Body = t.body(resp.Body, limit, kind, ctx, cancel, req)
 	return resp, nil
 }
 
-// limitFor picks the cap from the registry API path. A redirect hop (a blob
-// served from a CDN) is classified by the request that was redirected.
-func (t *capTransport) limitFor(req *http.Request) (int64, string) {
-	for r := req; r != nil; {
-		switch apiKind(r.URL.Path) {
-		case "blobs":
-			return t.blobMax, "blob"
-		case "manifests", "referrers", "tags":
-			return t.manifestMax, "manifest"
-		}
-		if r.Response == nil {
-			break
-		}
-		r = r.Response.Request
+// body wraps rc for the size cap and the body budget. The budget is
+// given back when the request's context ends too (Close cancels it, and
+// so does its deadline): a body left unclosed cannot keep its share.
+func (t *capTransport) body(rc io.ReadCloser, limit int64, kind string, ctx context.Context, cancel context.CancelFunc, req *http.Request) *cappedBody {
+	b := &cappedBody{rc: rc, limit: limit, kind: kind, ctx: ctx, parent: req.Context(), cancel: cancel, req: req, t: t}
+	b.held.budget = t.budget
+	if t.budget != nil {
+		context.AfterFunc(ctx, b.held.releaseAll)
 	}
-	// Ping and token responses: small in practice; use the larger cap.
-	return max(t.manifestMax, t.blobMax), "response"
+	return b
 }
 
 // redirects counts the redirects that led to req: http.Client links each
@@ -93,15 +85,6 @@ func redirects(req *http.Request) int {
 		n++
 	}
 	return n
-}
-
-// apiKind returns "manifests", "blobs", ... for /v2/<name>/<kind>/<ref>.
-func apiKind(path string) string {
-	parts := strings.Split(strings.Trim(path, "/"), "/")
-	if len(parts) < 4 || parts[0] != "v2" {
-		return ""
-	}
-	return parts[len(parts)-2]
 }
 
 func tooLarge(req *http.Request, kind string, limit int64, detail string) error {
@@ -129,6 +112,7 @@ type cappedBody struct {
 	cancel context.CancelFunc
 	req    *http.Request
 	t      *capTransport
+	held   held // this body's share of the budget
 }
 
 func (b *cappedBody) Read(p []byte) (int, error) {
@@ -141,9 +125,21 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 			p = p[:room]
 		}
 	}
-	n, err := b.rc.Read(p)
+	k, ok := b.held.reserve(len(p))
+	if !ok {
+		b.held.releaseAll() // what it read so far is of no use now
+		return 0, b.t.budget.exhausted(b.req)
+	}
+	n, err := b.rc.Read(p[:k])
+	b.held.settle(k, n)
 	b.read += int64(n)
+	if err != nil {
+		// At its end or broken, the body holds nothing more: the
+		// reader has what it got.
+		b.held.releaseAll()
+	}
 	if b.limit >= 0 && b.read > b.limit {
+		b.held.releaseAll()
 		return n - int(b.read-b.limit), tooLarge(b.req, b.kind, b.limit, "body")
 	}
 	if err != nil && err != io.EOF && errors.Is(b.ctx.Err(), context.DeadlineExceeded) && b.parent.Err() == nil {
@@ -154,6 +150,7 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 
 func (b *cappedBody) Close() error {
 	err := b.rc.Close()
+	b.held.releaseAll() // before cancel: at once, not on AfterFunc's goroutine
 	b.cancel()
 	return err
 }

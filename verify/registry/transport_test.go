@@ -53,7 +53,7 @@ func TestSizeCaps(t *testing.T) {
 	for _, ch := range []bool{false, true} {
 		chunked.Store(ch)
 		_, err := newClient(t, Options{}).Manifest(ctx, repo.Tag("v1"))
-		if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "manifest size cap of 4194304 bytes") {
+		if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "manifest size cap of 1048576 bytes") {
 			t.Fatalf("chunked=%v: %v", ch, err)
 		}
 		t.Logf("chunked=%v: %v", ch, err)
