@@ -39,13 +39,14 @@ type counts struct {
 	memVerdicts               int
 	prewarm                   int
 	victim                    int
+	memAttack                 time.Duration
 }
 
 func sizes() counts {
 	if *reportMode {
-		return counts{nri: 20000, cold: 40, delayed: 8, burst: 200, throughput: time.Second, memVerdicts: 10000, prewarm: 40, victim: 20}
+		return counts{nri: 20000, cold: 40, delayed: 8, burst: 200, throughput: time.Second, memVerdicts: 10000, prewarm: 40, victim: 20, memAttack: 8 * time.Second}
 	}
-	return counts{nri: 200, cold: 2, delayed: 1, burst: 40, throughput: 50 * time.Millisecond, memVerdicts: 200, prewarm: 5, victim: 5}
+	return counts{nri: 200, cold: 2, delayed: 1, burst: 40, throughput: 50 * time.Millisecond, memVerdicts: 200, prewarm: 5, victim: 5, memAttack: 2 * time.Second}
 }
 
 // reportText collects the sections' text.
@@ -99,7 +100,7 @@ func TestReport(t *testing.T) {
 		reportBurst(t, &r, benchBurst(t, w, n.burst), benchThroughput(t, w, n.throughput))
 	})
 	t.Run("memory", func(t *testing.T) { reportMemory(t, &r, benchMemory(t, n.memVerdicts)) })
-	t.Run("attack", func(t *testing.T) { reportTarpit(t, &r, benchTarpit(t, n.victim)) })
+	t.Run("attack", func(t *testing.T) { reportAttacks(t, &r, benchAttacks(t, n.victim, n.memAttack)) })
 	t.Run("prewarm", func(t *testing.T) {
 		if !*reportMode && os.Getenv("NIV_BENCH_CONTAINERD") != "1" {
 			t.Skip("the real-containerd section runs with -report or NIV_BENCH_CONTAINERD=1")

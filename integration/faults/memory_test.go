@@ -1,61 +1,13 @@
 package faults
 
 import (
-	"fmt"
-	"net/http"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/attacktest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/faulttest"
 )
-
-// hostileLists are issue #14's memory attack as fault proxy rules: a .sig
-// manifest and a referrer list just under sigCap, each naming 32 entries;
-// every payload blob sends sigCap-1 bytes and every manifest fetched by
-// digest (the image's own, and the referrers') manifestCap-1, and then
-// they stall until the daemon gives up.
-func hostileLists(sigCap, manifestCap int) []faulttest.Rule {
-	entries := func(mediaType, extra string) string {
-		items := make([]string, 32)
-		for i := range items {
-			items[i] = fmt.Sprintf(`{"mediaType":%q,"digest":"sha256:%064x","size":1%s}`, mediaType, i+1, extra)
-		}
-		return strings.Join(items, ",")
-	}
-	pad := func(s string) []byte {
-		return []byte(strings.Replace(s, "PAD", strings.Repeat("x", max(0, sigCap-512-len(s))), 1))
-	}
-	sig := pad(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",` +
-		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` + strings.Repeat("0", 64) + `","size":2},` +
-		`"layers":[` + entries("application/vnd.dev.cosign.simplesigning.v1+json", `,"annotations":{"dev.cosignproject.cosign/signature":"AAAA"}`) +
-		`],"annotations":{"pad":"PAD"}}`)
-	refs := pad(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` +
-		entries(ociManifest, `,"artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json"`) + `],"annotations":{"pad":"PAD"}}`)
-	return []faulttest.Rule{
-		{Kinds: []faulttest.Kind{faulttest.KindSigTag}, Fault: faulttest.Body(ociManifest, sig)},
-		{Kinds: []faulttest.Kind{faulttest.KindReferrers}, Fault: faulttest.Body("application/vnd.oci.image.index.v1+json", refs)},
-		{Kinds: []faulttest.Kind{faulttest.KindBlob}, Fault: stallAfter(sigCap - 1)},
-		{Kinds: []faulttest.Kind{faulttest.KindManifest}, Fault: stallAfter(manifestCap - 1)},
-	}
-}
-
-var stallFiller = []byte(strings.Repeat(" ", 4<<20))
-
-// stallAfter sends n bytes of a 200 answer and waits for the client to
-// hang up.
-func stallAfter(n int) faulttest.Fault {
-	return func(w http.ResponseWriter, r *http.Request, _ http.Handler) {
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(stallFiller[:n])
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
-		}
-		<-r.Context().Done()
-	}
-}
 
 // TestHostileRegistryMemory: the real daemon, 16 attacker images retried
 // in loops against the memory attack, stays under 160 MiB of resident
@@ -67,7 +19,7 @@ func TestHostileRegistryMemory(t *testing.T) {
 		t.Skip("runs the daemon under a memory attack for seconds")
 	}
 	run := func(t *testing.T, sigCap, manifestCap int, args ...string) faulttest.Usage {
-		w := attacktest.Start(t, attacktest.Options{Attackers: 16, Rules: hostileLists(sigCap, manifestCap),
+		w := attacktest.Start(t, attacktest.Options{Attackers: 16, Rules: attacktest.HostileLists(sigCap, manifestCap),
 			Args: append([]string{"--registry-timeout", "2s", "--verify-timeout", "10s", "--cache-error-ttl", "200ms"}, args...)})
 		base := faulttest.MeasurePID(w.Daemon.PID())
 		stop := w.Attack()
@@ -84,6 +36,11 @@ func TestHostileRegistryMemory(t *testing.T) {
 		}
 		if w.Daemon.Exited() {
 			t.Fatalf("the daemon died under the attack:\n%s", w.Daemon.Tail(40))
+		}
+		// And it still serves everyone else: a signed image from a good
+		// registry is verified and allowed after the attack.
+		if err := w.Settle(w.Fresh); err != nil {
+			t.Errorf("a signed image after the attack: %v", err)
 		}
 		// Once the verifications under way have given up, no body holds
 		// any of the budget.

@@ -56,8 +56,10 @@ type World struct {
 	Daemon *daemontest.Daemon
 	Proxy  *faulttest.Proxy
 	// Static and Signed are the victim's images: allowed by a static rule,
-	// and signed (verified by cosign from a good registry).
-	Static, Signed nritest.Image
+	// and signed (verified by cosign from a good registry). Fresh is
+	// signed too, for a test to create once, after an attack: its verdict
+	// cannot come from the cache.
+	Static, Signed, Fresh nritest.Image
 	// Evil are the attacker's images, named on the attacker's registry.
 	Evil []nritest.Image
 }
@@ -83,6 +85,9 @@ func Start(t testing.TB, o Options) *World {
 	signed := imagetest.PushImageConfig(t, good+"/app/signed:v1")
 	imagetest.SignLegacy(t, good+"/app/signed", signed.Digest, alice, imagetest.SignOptions{})
 	w.Signed = nritest.Image{Name: good + "/app/signed:v1", Digest: signed.Digest, ConfigDigest: signed.ConfigDigest}
+	fresh := imagetest.PushImageConfig(t, good+"/app/fresh:v1")
+	imagetest.SignLegacy(t, good+"/app/fresh", fresh.Digest, alice, imagetest.SignOptions{})
+	w.Fresh = nritest.Image{Name: good + "/app/fresh:v1", Digest: fresh.Digest, ConfigDigest: fresh.ConfigDigest}
 	static := imagetest.PushImageConfig(t, good+"/static/app:v1")
 	w.Static = nritest.Image{Name: good + "/static/app:v1", Digest: static.Digest, ConfigDigest: static.ConfigDigest}
 
