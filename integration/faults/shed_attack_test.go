@@ -4,10 +4,13 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/attacktest"
+	"github.com/nri-image-verifier/nri-image-verifier/internal/faulttest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 	"github.com/nri-image-verifier/nri-image-verifier/internal/nritest"
 )
@@ -190,4 +193,66 @@ func renewTarpits(t *testing.T, w *attacktest.World, interval time.Duration, fro
 		}
 	}()
 	return func() { close(quit); <-done }
+}
+
+// TestShedJustUnderDeadline: a registry that answers each verification
+// just under the decision timeout is never overdue, so no breaker trips,
+// and the runtime's NRI lock is held for that long by each create of a new
+// attacker digest (or of an old one whose error verdict expired: errors are
+// cached --cache-error-ttl, 5 s). A few attacker creates a second keep the
+// lock busy, and the victim's creates, even of a statically allowed image
+// that needs no verification, queue behind them.
+//
+// Safe behaviour (asserted): the victim's static creates stay under the
+// decision timeout.
+func TestShedJustUnderDeadline(t *testing.T) {
+	under := attacktest.DecisionTimeout - 300*time.Millisecond
+	w := attacktest.Start(t, attacktest.Options{Attackers: 4,
+		Rules: []faulttest.Rule{{Kinds: []faulttest.Kind{faulttest.KindManifest}, Fault: faulttest.SlowHeaders(under)}}})
+	host, _, _ := strings.Cut(w.Evil[0].Name, "/")
+	var (
+		quit = make(chan struct{})
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		lat  []time.Duration
+		seq  atomic.Int64
+	)
+	for range 4 {
+		wg.Go(func() {
+			for {
+				i := seq.Add(1)
+				dg := fmt.Sprintf("sha256:%x", sha256.Sum256(fmt.Appendf(nil, "under-m%d", i)))
+				cg := fmt.Sprintf("sha256:%x", sha256.Sum256(fmt.Appendf(nil, "under-c%d", i)))
+				d, err := w.RT.Create(attacktest.AttackerNS, nritest.Image{Name: fmt.Sprintf("%s/evil/under%d:v1", host, i), Digest: dg, ConfigDigest: cg})
+				if err == nil {
+					t.Errorf("attacker's unsigned image allowed")
+				}
+				mu.Lock()
+				lat = append(lat, d)
+				if len(lat) == 1 {
+					t.Logf("attacker's first create: %v: %v", d.Round(time.Millisecond), err)
+				}
+				mu.Unlock()
+				select {
+				case <-quit:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		})
+	}
+	time.Sleep(3 * time.Second)
+	static, verr := w.Victim(w.Static, 5)
+	close(quit)
+	wg.Wait()
+	mu.Lock()
+	t.Logf("attacker: %d creates, p50 %v (each held the NRI lock; none shed: shed total %v)", len(lat), attacktest.Median(lat), w.Metric("nri_image_verifier_pending_shed_total"))
+	mu.Unlock()
+	if verr != nil {
+		t.Fatal(verr)
+	}
+	t.Logf("victim static creates: p50 %v max %v", attacktest.Median(static), attacktest.Max(static))
+	if m := attacktest.Max(static); m >= attacktest.DecisionTimeout {
+		t.Errorf("HOLE: a victim create of a statically allowed image took %v behind attacker creates answered just under the %v deadline", m, attacktest.DecisionTimeout)
+	}
 }
