@@ -40,19 +40,23 @@ type CacheOptions struct {
 	// MaxFlights bounds verifications running or waiting for a slot; a
 	// lookup that would start one more is refused at once with ErrBusy.
 	MaxFlights int
+	// MaxFlightsPerGroup is MaxFlights for one group, so that one tenant
+	// cannot take the node's whole queue.
+	MaxFlightsPerGroup int
 }
 
 // DefaultCacheOptions are sane defaults for a node.
 func DefaultCacheOptions() CacheOptions {
 	return CacheOptions{
-		PositiveTTL:      time.Hour,
-		NegativeTTL:      time.Minute,
-		ErrorTTL:         5 * time.Second,
-		VerifyTimeout:    30 * time.Second,
-		MaxEntries:       50000,
-		MaxVerifications: 16,
-		MaxPerGroup:      4,
-		MaxFlights:       1024,
+		PositiveTTL:        time.Hour,
+		NegativeTTL:        time.Minute,
+		ErrorTTL:           5 * time.Second,
+		VerifyTimeout:      30 * time.Second,
+		MaxEntries:         50000,
+		MaxVerifications:   16,
+		MaxPerGroup:        4,
+		MaxFlights:         1024,
+		MaxFlightsPerGroup: 64,
 	}
 }
 
@@ -99,6 +103,7 @@ func NewCache(opts CacheOptions) *Cache {
 	orDefault(&opts.MaxVerifications, def.MaxVerifications)
 	orDefault(&opts.MaxPerGroup, def.MaxPerGroup)
 	orDefault(&opts.MaxFlights, def.MaxFlights)
+	orDefault(&opts.MaxFlightsPerGroup, def.MaxFlightsPerGroup)
 	c := &Cache{opts: opts, now: time.Now, entries: map[string]entry{}, flights: map[string]*flight{}}
 	c.sched.init(opts.MaxVerifications, opts.MaxPerGroup)
 	return c

@@ -4,45 +4,70 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
-// ErrBusy is returned by Cache.Get when MaxFlights verifications are
-// running or waiting already: the lookup starts none and is not cached, so
-// a retry tries again.
-var ErrBusy = errors.New("too many verifications in flight on this node")
+// ErrBusy is returned by Cache.Get when too many verifications are running
+// or waiting already, on the node or in one of the lookup's groups: the
+// lookup starts none and is not cached, so a retry tries again.
+var ErrBusy = errors.New("too many verifications in flight")
 
 // The runtime serialises every NRI request on the node, so time one create
 // spends waiting for a verification is time every other pod waits too. A
-// hostile registry that answers slowly (a tarpit) must therefore cost the
-// node one wait, not one per create. Get sheds load in two ways:
+// hostile registry that answers slowly must therefore cost the node little
+// lock time, however its tenant retries. Get sheds load in three ways:
 //
 //   - a flight is overdue once a caller has given up on it (ErrPending);
 //     later callers of the same key get ErrPending at once, without waiting;
 //   - a group (the gate's groups are the image's registry host and the
-//     pod's namespace) with an overdue flight is tripped: a new key in it
-//     starts its verification in the background and answers ErrPending at
-//     once. The breaker closes when the group's overdue flights end.
+//     pod's namespace) is tripped while it has an overdue flight, or while
+//     its callers have waited more than slowBurst for their verifications
+//     recently (the debt drains at slowRefill: a registry answering just
+//     under the deadline is never overdue, but is slow): a new key in a
+//     tripped group starts its verification in the background and answers
+//     ErrPending at once;
+//   - at most MaxFlightsPerGroup verifications are running or waiting per
+//     group, MaxFlights on the node; past that, ErrBusy.
 //
-// The verdict is cached when it comes, so kubelet's retry finds it, and no
-// wait is shed for keys outside the tripped groups: one tenant's tarpit
-// delays neither another tenant's pods nor images from other registries.
+// The verdict is cached when it comes, so kubelet's retry finds it. A
+// flight is started under its first caller's groups, but may run under any
+// caller's (its sponsors): a tenant who asks first for another tenant's
+// image, while its own namespace's slots are taken, must not hold that
+// image's verification in its own queue.
+
+// Slowness budget per group: the part of each wait beyond slowGrace is
+// owed, and a group that owes more than slowBurst is tripped; the debt is
+// paid back at slowRefill seconds per second. A tenant's slow registry then
+// holds the NRI lock for about slowBurst plus one decision, then for a
+// tenth of the time.
+const (
+	slowGrace  = 100 * time.Millisecond
+	slowBurst  = time.Second
+	slowRefill = 0.1
+	// maxSponsors bounds the group sets one flight remembers.
+	maxSponsors = 8
+)
 
 // flight is one verification of one key, running or waiting for a slot.
 type flight struct {
-	done    chan struct{}
-	e       entry // set before done is closed
-	groups  []string
-	overdue bool // guarded by Cache.mu
+	done chan struct{}
+	e    entry    // set before done is closed
+	cost []string // the groups it counts against: its first caller's
+	// Guarded by Cache.mu:
+	sponsors [][]string // group sets whose slots may run it
+	slot     []string   // the set it runs under, once started
+	started  bool
+	overdue  bool
 }
 
 // Get answers from the cache, or joins or starts the verification for key
 // and waits for it until ctx is done (then ErrPending). The verification
 // counts against each of groups (see the limits in CacheOptions). It
 // answers ErrPending without waiting when the verification is overdue or
-// one of groups is tripped (see above), and ErrBusy when the node has
-// MaxFlights verifications in flight. hit says whether the answer came from
-// the cache without waiting.
+// one of groups is tripped (see above), and ErrBusy past MaxFlights or
+// MaxFlightsPerGroup. hit says whether the answer came from the cache
+// without waiting.
 func (c *Cache) Get(ctx context.Context, key string, verify func(context.Context) (Verdict, error), groups ...string) (v Verdict, err error, hit bool) {
 	c.mu.Lock()
 	if e, ok := c.entries[key]; ok && c.now().Before(e.expires) {
@@ -51,39 +76,68 @@ func (c *Cache) Get(ctx context.Context, key string, verify func(context.Context
 		return e.verdict, e.err, true
 	}
 	c.stats.Misses++
-	f := c.flights[key]
+	f, sponsored := c.flights[key], false
 	if f == nil {
-		if len(c.flights) >= c.opts.MaxFlights {
+		if f, err = c.startLocked(ctx, key, verify, groups); err != nil {
 			c.stats.Busy++
 			c.mu.Unlock()
-			return Verdict{}, fmt.Errorf("%w (%d, the limit): a retry will try again", ErrBusy, c.opts.MaxFlights), false
+			return Verdict{}, err, false
 		}
-		f = &flight{done: make(chan struct{}), groups: groups}
-		c.flights[key] = f
-		if c.sched.trippedLocked(groups) {
-			c.overdueLocked(f)
-		}
-		go c.run(ctx, key, f, verify)
+	} else if !f.started && len(f.sponsors) < maxSponsors && !slices.ContainsFunc(f.sponsors, func(s []string) bool { return slices.Equal(s, groups) }) {
+		// Waiting for a slot: this caller's groups may run it now.
+		f.sponsors = append(f.sponsors, groups)
+		c.sched.wakeLocked()
+		sponsored = true
 	}
-	if f.overdue {
+	if f.overdue && !sponsored {
 		c.stats.Pending++
 		c.stats.Shed++
 		c.mu.Unlock()
 		return Verdict{}, ErrPending, false
 	}
 	c.mu.Unlock()
+	return c.wait(ctx, f)
+}
 
+// startLocked registers and starts the flight for key, or says which limit
+// keeps it from starting.
+func (c *Cache) startLocked(ctx context.Context, key string, verify func(context.Context) (Verdict, error), groups []string) (*flight, error) {
+	if len(c.flights) >= c.opts.MaxFlights {
+		return nil, fmt.Errorf("%w on this node (%d, the limit): a retry will try again", ErrBusy, c.opts.MaxFlights)
+	}
+	if g := c.sched.crowdedLocked(groups, c.opts.MaxFlightsPerGroup); g != "" {
+		return nil, fmt.Errorf("%w for %s (%d, the limit): a retry will try again", ErrBusy, g, c.opts.MaxFlightsPerGroup)
+	}
+	f := &flight{done: make(chan struct{}), cost: groups, sponsors: [][]string{groups}}
+	c.flights[key] = f
+	c.sched.flightsLocked(groups, 1)
+	if c.sched.trippedLocked(groups, c.now()) {
+		c.overdueLocked(f)
+	}
+	go c.run(ctx, key, f, verify)
+	return f, nil
+}
+
+// wait waits for f until ctx ends, then marks it overdue. Time waited
+// beyond the grace is owed by f's groups (see slowBurst).
+func (c *Cache) wait(ctx context.Context, f *flight) (Verdict, error, bool) {
+	start := time.Now()
+	var done bool
 	select {
 	case <-f.done:
-		return f.e.verdict, f.e.err, false
+		done = true
 	case <-ctx.Done():
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.sched.chargeLocked(f.cost, time.Since(start)-slowGrace, c.now())
 	select {
 	case <-f.done: // it ended while we took the lock
-		return f.e.verdict, f.e.err, false
+		done = true
 	default:
+	}
+	if done {
+		return f.e.verdict, f.e.err, false
 	}
 	c.stats.Pending++
 	c.overdueLocked(f)
@@ -94,7 +148,7 @@ func (c *Cache) Get(ctx context.Context, key string, verify func(context.Context
 func (c *Cache) overdueLocked(f *flight) {
 	if !f.overdue {
 		f.overdue = true
-		c.sched.tripLocked(f.groups, 1)
+		c.sched.tripLocked(f.cost, 1)
 	}
 }
 
@@ -103,26 +157,27 @@ func (c *Cache) overdueLocked(f *flight) {
 func (c *Cache) run(ctx context.Context, key string, f *flight, verify func(context.Context) (Verdict, error)) {
 	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.VerifyTimeout)
 	defer cancel()
-	v, err := c.runSlot(vctx, f.groups, verify)
+	v, err := c.runSlot(vctx, f, verify)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f.e = c.storeLocked(key, v, err)
 	delete(c.flights, key)
+	c.sched.flightsLocked(f.cost, -1)
 	if f.overdue {
-		c.sched.tripLocked(f.groups, -1)
+		c.sched.tripLocked(f.cost, -1)
 	}
 	close(f.done)
 }
 
 // runSlot waits for a slot, then verifies. A validator's panic becomes an
 // error: it must deny one image, not stop the gate of the whole node.
-func (c *Cache) runSlot(ctx context.Context, groups []string, verify func(context.Context) (Verdict, error)) (v Verdict, err error) {
+func (c *Cache) runSlot(ctx context.Context, f *flight, verify func(context.Context) (Verdict, error)) (v Verdict, err error) {
 	start := time.Now()
-	if err := c.acquire(ctx, groups); err != nil {
+	if err := c.acquire(ctx, f); err != nil {
 		return Verdict{}, fmt.Errorf("not started within %s: %w", time.Since(start).Round(time.Millisecond), err)
 	}
-	defer c.release(groups)
+	defer c.release(f)
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("validator failed unexpectedly (a bug; please report it): %v", r)
@@ -132,16 +187,19 @@ func (c *Cache) runSlot(ctx context.Context, groups []string, verify func(contex
 	return verify(ctx)
 }
 
-// acquire takes a slot for a verification in groups, waiting for one until
-// ctx ends.
-func (c *Cache) acquire(ctx context.Context, groups []string) error {
+// acquire takes a slot for f under the first of its sponsors' group sets
+// that has one, waiting for one until ctx ends.
+func (c *Cache) acquire(ctx context.Context, f *flight) error {
 	for {
 		c.mu.Lock()
-		full := c.sched.fullLocked(groups)
-		if full == "" {
-			c.sched.takeLocked(groups, 1)
-			c.mu.Unlock()
-			return nil
+		var full string
+		for _, set := range f.sponsors {
+			if full = c.sched.fullLocked(set); full == "" {
+				c.sched.takeLocked(set, 1)
+				f.slot, f.started = set, true
+				c.mu.Unlock()
+				return nil
+			}
 		}
 		wake := c.sched.wake
 		c.mu.Unlock()
@@ -153,76 +211,9 @@ func (c *Cache) acquire(ctx context.Context, groups []string) error {
 	}
 }
 
-func (c *Cache) release(groups []string) {
+func (c *Cache) release(f *flight) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.sched.takeLocked(groups, -1)
-	close(c.sched.wake) // wake every waiter; each checks its own groups
-	c.sched.wake = make(chan struct{})
-}
-
-// scheduler counts running verifications, on the node and per group, and
-// overdue ones per group. Cache.mu guards it.
-type scheduler struct {
-	max, perGroup int
-	running       int
-	groups        map[string]*groupState
-	wake          chan struct{}
-}
-
-type groupState struct{ running, overdue int }
-
-func (s *scheduler) init(maxRunning, perGroup int) {
-	s.max, s.perGroup = maxRunning, perGroup
-	s.groups = map[string]*groupState{}
-	s.wake = make(chan struct{})
-}
-
-// fullLocked names the limit that keeps a verification in groups from
-// starting now, or returns "".
-func (s *scheduler) fullLocked(groups []string) string {
-	if s.running >= s.max {
-		return fmt.Sprintf("%d verifications running on the node (the limit)", s.running)
-	}
-	for _, g := range groups {
-		if st := s.groups[g]; st != nil && st.running >= s.perGroup {
-			return fmt.Sprintf("%d verifications running for %s (the limit)", st.running, g)
-		}
-	}
-	return ""
-}
-
-func (s *scheduler) takeLocked(groups []string, n int) {
-	s.running += n
-	s.update(groups, func(st *groupState) { st.running += n })
-}
-
-func (s *scheduler) tripLocked(groups []string, n int) {
-	s.update(groups, func(st *groupState) { st.overdue += n })
-}
-
-func (s *scheduler) trippedLocked(groups []string) bool {
-	for _, g := range groups {
-		if st := s.groups[g]; st != nil && st.overdue > 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// update applies f to each group's state, dropping states back at zero so
-// that the map holds only groups with work (an attacker can name groups
-// without end: every registry host is one).
-func (s *scheduler) update(groups []string, f func(*groupState)) {
-	for _, g := range groups {
-		st := s.groups[g]
-		if st == nil {
-			st = &groupState{}
-			s.groups[g] = st
-		}
-		f(st)
-		if st.running == 0 && st.overdue == 0 {
-			delete(s.groups, g)
-		}
-	}
+	c.sched.takeLocked(f.slot, -1)
+	c.sched.wakeLocked()
 }

@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -160,7 +161,7 @@ func TestFlightLimits(t *testing.T) {
 		t.Fatalf("other group: %v", err)
 	}
 	err := answer(t, e3)
-	if err == nil || !strings.Contains(err.Error(), "not started within") || !strings.Contains(err.Error(), "for registry evil (the limit)") {
+	if err == nil || !strings.Contains(err.Error(), "not started within") || !strings.Contains(err.Error(), "running for its registry or namespace (the limit)") {
 		t.Fatalf("the evil key over its group's limit: err = %v, want it not started, naming the group's limit", err)
 	}
 	if p := evil.peak.Load(); p != 2 {
@@ -220,4 +221,89 @@ func assertIdle(t *testing.T, c *Cache) {
 		defer c.mu.Unlock()
 		return len(c.flights) == 0 && c.sched.running == 0 && len(c.sched.groups) == 0
 	})
+}
+
+// A tenant whose namespace's slots are taken asks first for another
+// tenant's image: the flight queues behind the tenant's own work and goes
+// overdue. The other tenant's lookup must run it under its own slots, not
+// inherit the overdue mark. On the previous commit it answered pending at
+// once, then "not started within".
+func TestFlightSponsorRunsQueuedFlight(t *testing.T) {
+	c, _ := newTestCache(CacheOptions{MaxPerGroup: 1})
+	hog := newBlocker()
+	defer close(hog.release)
+	_ = getAsync(c, context.Background(), "hog", hog.verify, "namespace attacker")
+	waitFor(t, func() bool { return hog.started.Load() == 1 })
+	victim := newBlocker()
+	close(victim.release)
+	expire(t, c, "shared", victim.verify, "registry good", "namespace attacker")
+	if victim.started.Load() != 0 {
+		t.Fatal("the queued flight started under the attacker's full namespace")
+	}
+	v, err := answerV(t, c, "shared", victim.verify, "registry good", "namespace victim")
+	if err != nil || !v.Allowed {
+		t.Fatalf("the victim's lookup: %+v %v, want its verdict", v, err)
+	}
+}
+
+// A group whose lookups keep waiting long (a registry answering just under
+// the deadline is never overdue) is tripped once it owes more than
+// slowBurst; other groups still wait for their verdicts. On the previous
+// commit every such lookup waited.
+func TestFlightSlowGroupTrips(t *testing.T) {
+	c, _ := newTestCache(CacheOptions{})
+	slow := func(context.Context) (Verdict, error) {
+		time.Sleep(slowGrace + 400*time.Millisecond)
+		return Verdict{}, errors.New("denied slowly")
+	}
+	for i := 0; ; i++ {
+		if i > 10 {
+			t.Fatal("never tripped")
+		}
+		_, err, _ := c.Get(context.Background(), fmt.Sprint("slow", i), slow, "registry slow", "namespace a")
+		if errors.Is(err, ErrPending) {
+			if i < 2 {
+				t.Fatalf("tripped after %d waits of 400 ms over the grace, want more than %v owed first", i, slowBurst)
+			}
+			break
+		}
+	}
+	v, err, _ := c.Get(context.Background(), "fast", func(context.Context) (Verdict, error) { return Verdict{Allowed: true}, nil }, "registry good", "namespace b")
+	if err != nil || !v.Allowed {
+		t.Fatalf("another group: %+v %v, want its verdict", v, err)
+	}
+}
+
+// One group cannot fill the node's queue: past MaxFlightsPerGroup its new
+// lookups are busy, and other groups' are not. On the previous commit one
+// namespace could take all 1024.
+func TestFlightMaxFlightsPerGroup(t *testing.T) {
+	c, _ := newTestCache(CacheOptions{MaxFlightsPerGroup: 2})
+	b := newBlocker()
+	defer close(b.release)
+	expire(t, c, "a1", b.verify, "namespace a")
+	expire(t, c, "a2", b.verify, "namespace a")
+	if _, err, _ := c.Get(context.Background(), "a3", b.verify, "namespace a"); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "for namespace a (2, the limit)") {
+		t.Fatalf("third flight of a group: %v, want ErrBusy naming the group's limit", err)
+	}
+	if err := answer(t, getAsync(c, context.Background(), "b1", func(context.Context) (Verdict, error) { return Verdict{Allowed: true}, nil }, "namespace b")); err != nil {
+		t.Fatalf("another group: %v", err)
+	}
+}
+
+func answerV(t *testing.T, c *Cache, key string, verify func(context.Context) (Verdict, error), groups ...string) (Verdict, error) {
+	t.Helper()
+	type res struct {
+		v   Verdict
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { v, err, _ := c.Get(context.Background(), key, verify, groups...); ch <- res{v, err} }()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-time.After(5 * time.Second):
+		t.Fatal("Get blocked")
+		return Verdict{}, nil
+	}
 }

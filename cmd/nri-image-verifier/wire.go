@@ -26,7 +26,7 @@ type verifierFlags struct {
 	errorTTL       time.Duration
 	// maxRunning, maxPerGroup and maxInFlight bound verification work
 	// (verify.CacheOptions).
-	maxRunning, maxPerGroup, maxInFlight int
+	maxRunning, maxPerGroup, maxInFlight, maxInFlightPerGroup int
 	// limits bound what a registry can make a verification hold.
 	limits registryLimits
 
@@ -50,6 +50,7 @@ func (f *verifierFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxRunning, "max-verifications", def.MaxVerifications, "verifications running at once on the node; more wait for a slot (each holds registry responses in memory)")
 	fs.IntVar(&f.maxPerGroup, "max-verifications-per-group", def.MaxPerGroup, "verifications running at once for one registry host, and for one namespace, so that no tenant or registry takes every slot")
 	fs.IntVar(&f.maxInFlight, "max-verifications-in-flight", def.MaxFlights, "verifications running or waiting for a slot; a create that needs one more is denied at once, and its retry tries again")
+	fs.IntVar(&f.maxInFlightPerGroup, "max-verifications-in-flight-per-group", def.MaxFlightsPerGroup, "--max-verifications-in-flight for one registry host, and for one namespace")
 	f.limits.register(fs)
 }
 
@@ -79,13 +80,14 @@ func (f *verifierFlags) build() (*gate.Gate, *registry.Client, error) {
 		return nil, nil, err
 	}
 	cache := verify.NewCache(verify.CacheOptions{
-		PositiveTTL:      f.allowTTL,
-		NegativeTTL:      f.denyTTL,
-		ErrorTTL:         f.errorTTL,
-		VerifyTimeout:    f.verifyTimeout,
-		MaxVerifications: f.maxRunning,
-		MaxPerGroup:      f.maxPerGroup,
-		MaxFlights:       f.maxInFlight,
+		PositiveTTL:        f.allowTTL,
+		NegativeTTL:        f.denyTTL,
+		ErrorTTL:           f.errorTTL,
+		VerifyTimeout:      f.verifyTimeout,
+		MaxVerifications:   f.maxRunning,
+		MaxPerGroup:        f.maxPerGroup,
+		MaxFlights:         f.maxInFlight,
+		MaxFlightsPerGroup: f.maxInFlightPerGroup,
 	})
 	g, err := gate.New(pol, timed(validators.Builder(reg), f.metrics), cache)
 	if err != nil {
