@@ -2,13 +2,11 @@ package plugin
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/nri-image-verifier/nri-image-verifier/gate"
-	"github.com/nri-image-verifier/nri-image-verifier/imageref"
 )
 
 // CreateContainer decides on the container before the runtime creates it.
@@ -99,7 +97,8 @@ type outcome struct {
 func (p *Plugin) ask(ctx context.Context, in gate.Input, start time.Time) (gate.Input, gate.Decision) {
 	// The common case, a verdict in the cache, is answered at once: no
 	// deadline to enforce on an answer that cannot block.
-	if c, ok := p.decider.(CachedDecider); ok && !p.needsResolve(in) && !p.prefersRequested(in) {
+	in, lookup := p.preferred(in)
+	if c, ok := p.decider.(CachedDecider); ok && !p.needsResolve(in) && !lookup {
 		if d, ok := c.DecideCached(in); ok {
 			return in, d
 		}
@@ -168,6 +167,9 @@ func (p *Plugin) late(in gate.Input, start time.Time) gate.Decision {
 // configured. On failure the digest stays empty and the gate denies.
 func (p *Plugin) resolve(ctx context.Context, in gate.Input) gate.Input {
 	if p.prefersRequested(in) {
+		if in, ok := p.preferred(in); !ok {
+			return in
+		}
 		return p.prefer(ctx, in)
 	}
 	if !p.needsResolve(in) {
@@ -183,47 +185,6 @@ func (p *Plugin) resolve(ctx context.Context, in gate.Input) gate.Input {
 	// image's repository applies.
 	in.Image, in.Digest, in.ConfigDigest = img.Name, img.Digest, img.ConfigDigest
 	return in
-}
-
-// prefer answers for the record the container's spec named (in.Requested)
-// instead of the one the runtime named, when that record leads to the same
-// config: containerd >= 2.4 fills Container.Image from the first of all
-// the records that share the image's ID, so another tenant who pulls a
-// look-alike (the same config, one more manifest annotation) under a name
-// that sorts first would have the victim's container matched and verified
-// as the look-alike, and refused. The same config is the same content, so
-// nothing is let through that the runtime's record would not run; another
-// config keeps the runtime's answer.
-func (p *Plugin) prefer(ctx context.Context, in gate.Input) gate.Input {
-	img, err := p.cfg.Resolver.Resolve(ctx, in.ContainerID, in.Requested)
-	switch {
-	case err != nil:
-		p.log.Debug("the requested image's record cannot be read; keeping the runtime's", "requested", in.Requested, "image", in.Image, "error", err)
-	case img.ConfigDigest != in.ConfigDigest:
-		p.log.Debug("the requested image's record leads to another config; keeping the runtime's", "requested", in.Requested,
-			"image", in.Image, "config", in.ConfigDigest, "requested_config", img.ConfigDigest)
-	default:
-		in.Image, in.Digest = img.Name, img.Digest
-	}
-	return in
-}
-
-// prefersRequested says whether resolve would ask the Resolver for the
-// requested record: the runtime sent a config to compare with, and the
-// request names another record than the runtime's (a digest reference to
-// the very digest the runtime sent is the same answer).
-func (p *Plugin) prefersRequested(in gate.Input) bool {
-	if p.cfg.Resolver == nil || in.Requested == "" || in.Digest == "" || in.ConfigDigest == "" || imageref.IsImageID(in.Requested) {
-		return false
-	}
-	req, err1 := imageref.Normalize(in.Requested)
-	img, err2 := imageref.Normalize(in.Image)
-	if err1 != nil || err2 != nil || req == img {
-		return false
-	}
-	repoReq, dgst, pinned := strings.Cut(req, "@")
-	repoImg, err := imageref.Repository(img)
-	return !(pinned && dgst == in.Digest && err == nil && repoReq == repoImg)
 }
 
 // needsResolve says whether resolve would ask the Resolver.

@@ -364,6 +364,10 @@ func (f fakeResolver) Resolve(context.Context, string, string) (Image, error) {
 	return Image{Name: f.name, Digest: f.digest, ConfigDigest: f.config}, nil
 }
 
+func (f fakeResolver) Lookup(ctx context.Context, ref string) (Image, error) {
+	return f.Resolve(ctx, "", ref)
+}
+
 func TestResolverFillsMissingDigest(t *testing.T) {
 	dec, rep := &fakeDecider{fn: allow}, &fakeReporter{}
 	p, err := New(Config{Logger: testLogger(t), Resolver: fakeResolver{"127.0.0.1:5000/resolved:v1", testDigest, testConfig}}, dec, rep)

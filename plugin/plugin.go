@@ -59,8 +59,12 @@ type Reporter interface {
 // changed since the runtime read it. The daemon adapts containerd/resolve,
 // which asks containerd's image store and snapshots; without a Resolver
 // such containers are decided with an empty Digest, which the gate denies.
+//
+// Lookup reads the record named ref and no more: the caller binds the
+// answer itself (see prefer).
 type Resolver interface {
 	Resolve(ctx context.Context, containerID, ref string) (Image, error)
+	Lookup(ctx context.Context, ref string) (Image, error)
 }
 
 // ImageStore names the image of an image volume, whose mount carries only
@@ -118,6 +122,7 @@ type Plugin struct {
 	reporter Reporter
 	log      *slog.Logger
 	memo     *memo
+	prefs    prefMemo
 	// volBase is where image volumes are mounted from (CRIStateDir's).
 	volBase string
 

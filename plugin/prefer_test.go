@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,7 +15,11 @@ type recordResolver struct {
 	calls             atomic.Int32
 }
 
-func (r *recordResolver) Resolve(_ context.Context, _, ref string) (Image, error) {
+func (r *recordResolver) Resolve(context.Context, string, string) (Image, error) {
+	return Image{}, errors.New("prefer must not bind: the runtime's config is the binding")
+}
+
+func (r *recordResolver) Lookup(context.Context, string) (Image, error) {
 	r.calls.Add(1)
 	return Image{Name: r.name, Digest: r.digest, ConfigDigest: r.cfg}, nil
 }
@@ -64,6 +69,15 @@ func TestPreferRequestedRecord(t *testing.T) {
 			}
 			if got := res.calls.Load(); got != tc.wantCalls {
 				t.Errorf("resolver called %d times, want %d", got, tc.wantCalls)
+			}
+			// The choice is remembered: the next create of the image asks
+			// the image store nothing and decides the same.
+			if _, _, err := p.CreateContainer(t.Context(), testPod(), ctr); err != nil {
+				t.Fatal(err)
+			}
+			ins, _ = dec.calls()
+			if last := ins[len(ins)-1]; last.Image != tc.wantImage || last.Digest != tc.wantDigest || res.calls.Load() != tc.wantCalls {
+				t.Errorf("second create: decided on %s (%s) after %d lookups, want %s (%s) after %d", last.Image, last.Digest, res.calls.Load(), tc.wantImage, tc.wantDigest, tc.wantCalls)
 			}
 		})
 	}

@@ -22,8 +22,7 @@ var ErrBusy = errors.New("too many verifications in flight")
 //     later callers of the same key get ErrPending at once, without waiting;
 //   - a group (the gate's groups are the image's registry host and the
 //     pod's namespace) is tripped while it has an overdue flight, or while
-//     its callers have waited more than slowBurst for their verifications
-//     recently (the debt drains at slowRefill: a registry answering just
+//     its callers have waited more than slowBurst for verdicts recently (the debt drains at slowRefill: a registry answering just
 //     under the deadline is never overdue, but is slow): a new key in a
 //     tripped group starts its verification in the background and answers
 //     ErrPending at once;
@@ -118,8 +117,8 @@ func (c *Cache) startLocked(ctx context.Context, key string, verify func(context
 	return f, nil
 }
 
-// wait waits for f until ctx ends, then marks it overdue. Time waited
-// beyond the grace is owed by f's groups (see slowBurst).
+// wait waits for f until ctx ends, then marks it overdue. Time waited for
+// a verdict beyond the grace is owed by f's groups (see slowBurst).
 func (c *Cache) wait(ctx context.Context, f *flight) (Verdict, error, bool) {
 	start := time.Now()
 	var done bool
@@ -130,13 +129,16 @@ func (c *Cache) wait(ctx context.Context, f *flight) (Verdict, error, bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.sched.chargeLocked(f.cost, time.Since(start)-slowGrace, c.now())
 	select {
 	case <-f.done: // it ended while we took the lock
 		done = true
 	default:
 	}
 	if done {
+		// A wait that ends in a verdict is charged; one that ends at the
+		// deadline makes the flight overdue instead, which trips its
+		// groups while it lasts.
+		c.sched.chargeLocked(f.cost, time.Since(start)-slowGrace, c.now())
 		return f.e.verdict, f.e.err, false
 	}
 	c.stats.Pending++

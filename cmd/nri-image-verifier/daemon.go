@@ -181,6 +181,14 @@ func (a imageResolver) Resolve(ctx context.Context, containerID, ref string) (pl
 	return plugin.Image{Name: img.Name, Digest: img.Digest, ConfigDigest: img.ConfigDigest}, nil
 }
 
+func (a imageResolver) Lookup(ctx context.Context, ref string) (plugin.Image, error) {
+	img, err := a.r.Resolve(ctx, ref)
+	if err != nil {
+		return plugin.Image{}, err
+	}
+	return plugin.Image{Name: img.Name, Digest: img.Digest, ConfigDigest: img.ConfigDigest}, nil
+}
+
 func (a imageResolver) CheckVolume(ctx context.Context, dir, configDigest string) error {
 	return a.r.CheckVolume(ctx, dir, configDigest)
 }

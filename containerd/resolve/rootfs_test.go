@@ -66,14 +66,15 @@ func TestCheckRootfs(t *testing.T) {
 	s.snapshots["overlayfs/ok"] = &snapshotsapi.Info{Name: "ok", Parent: signedChain}
 	s.snapshots["native/elsewhere"] = &snapshotsapi.Info{Name: "elsewhere", Parent: signedChain}
 	s.snapshots["overlayfs/swapped"] = &snapshotsapi.Info{Name: "swapped", Parent: evilChain}
-	// A user-namespaced container on a snapshotter without ID mapping:
-	// containerd commits a chowned copy of the image's layers first.
-	s.snapshots["overlayfs/remapped-copy"] = &snapshotsapi.Info{Name: "remapped-copy", Parent: signedChain}
-	s.snapshots["overlayfs/userns"] = &snapshotsapi.Info{Name: "userns", Parent: "remapped-copy"}
+	// The checked layers plus one more of an attacker's: the rootfs
+	// sits on that layer, whose parent is the checked chain. (A
+	// user-namespaced copy of the layers looks the same and is refused too.)
+	s.snapshots["overlayfs/extra-layer"] = &snapshotsapi.Info{Name: "extra-layer", Parent: signedChain}
+	s.snapshots["overlayfs/plus-one"] = &snapshotsapi.Info{Name: "plus-one", Parent: "extra-layer"}
 	r := serve(t, s)
 	ctx := context.Background()
 
-	for _, id := range []string{"ok", "elsewhere", "userns"} {
+	for _, id := range []string{"ok", "elsewhere"} {
 		if err := r.CheckRootfs(ctx, id, signed); err != nil {
 			t.Errorf("%s: %v, want the rootfs accepted", id, err)
 		}
@@ -81,6 +82,9 @@ func TestCheckRootfs(t *testing.T) {
 	err := r.CheckRootfs(ctx, "swapped", signed)
 	if !errors.Is(err, ErrRootfsMismatch) || !strings.Contains(err.Error(), evilChain) || !strings.Contains(err.Error(), "re-pointed") {
 		t.Errorf("swapped rootfs: %v, want a mismatch naming the snapshot's parent", err)
+	}
+	if err := r.CheckRootfs(ctx, "plus-one", signed); !errors.Is(err, ErrRootfsMismatch) {
+		t.Errorf("checked layers plus one: %v, want a mismatch", err)
 	}
 	for name, tc := range map[string]struct{ id, cfg, want string }{
 		"no snapshot":         {"gone", signed, "no rootfs snapshot for container gone in any snapshotter ([overlayfs native])"},

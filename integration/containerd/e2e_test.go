@@ -52,6 +52,7 @@ func TestContainerd(t *testing.T) {
 	})
 
 	t.Run("a look-alike named first", w.lookAlikeCases)
+	t.Run("the cost of preferring the pod's record", w.preferCostCase)
 	w.badSignatureCases(t)
 	w.retaggedCases(t)
 	w.multiArchCases(t)
@@ -126,6 +127,8 @@ func TestContainerdFallback(t *testing.T) {
 		w.userSpecifiedFallback(t)
 	})
 	t.Run("image record re-pointed during the create", w.repointRaceCases)
+	t.Run("record re-created on a signed base of an extra-layer image: refused", w.repointExtraLayerCase)
+	t.Run("record re-pointed long before the create to a signed base of an extra-layer image: refused", w.repointedLongAgoCase)
 	// containerd >= 2.1 mounts image volumes; this release's NRI sends
 	// their mounts too.
 	w.restartPlugin(t, "--cri-state-dir", w.criStateDir())

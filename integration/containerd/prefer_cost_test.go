@@ -16,7 +16,7 @@ import (
 	"github.com/nri-image-verifier/nri-image-verifier/internal/imagetest"
 )
 
-// TestContainerdPreferCost measures what prefer (plugin/handlers.go) costs
+// preferCostCase measures what prefer (plugin/handlers.go) costs
 // each create on containerd v2.4.2 with the containerd socket: a pod whose
 // image string names another record than the runtime's (here: a tenant's
 // look-alike that sorts first) skips the cached fast path and reads
@@ -26,9 +26,9 @@ import (
 //
 // Asserted (safe): the slow path stays well under the decision timeout
 // (1.5 s); the figures are logged.
-func TestContainerdPreferCost(t *testing.T) {
-	w := newWorld(t, v24)
+func (w *world) preferCostCase(t *testing.T) {
 	w.restartPlugin(t, "--containerd-socket", w.socket())
+	defer w.restartPlugin(t)
 	plain := w.push(t, "/e2e/plain:v1", "signed, no look-alike")
 	imagetest.SignLegacy(t, plain.Repo(), plain.Digest, w.key, imagetest.SignOptions{})
 	victim := w.push(t, "/e2e/shadowed:v1", "signed, shadowed")

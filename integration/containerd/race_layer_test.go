@@ -3,6 +3,7 @@ package containerd
 import (
 	"context"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,9 +33,10 @@ import (
 // during the create (fresh timestamps: no re-point window), as the racing
 // NRI plugin of race_test.go does.
 //
-// Safe behaviour (asserted): the unsigned image's container is refused.
-func TestContainerdFallbackRepointExtraLayer(t *testing.T) {
-	w := newWorld(t, v22)
+// Safe behaviour (asserted): the unsigned image's container is refused by
+// the rootfs check. It was created before that check stopped following
+// one level up.
+func (w *world) repointExtraLayerCase(t *testing.T) {
 	ctx := context.Background()
 
 	signed, victim := w.pushExtraLayer(t, "race-extra")
@@ -74,13 +76,18 @@ func TestContainerdFallbackRepointExtraLayer(t *testing.T) {
 		t.Fatal("the racer never ran: the case proves nothing")
 	}
 	if err != nil {
-		t.Logf("refused (safe): %s", containerdtest.CRIMessage(err))
+		msg := containerdtest.CRIMessage(err)
+		if !strings.Contains(msg, rootfsMismatch) {
+			t.Errorf("refused, but not by the rootfs check: %s", msg)
+		}
 		return
 	}
 	t.Logf("audit line: %v", w.auditLine(t, "race-extra", "app"))
 	w.checkStarted(t, id, victim, "race-extra", "app")
 	t.Errorf("HOLE: the unsigned image %s (signed layers plus one) was created and runs: the gate verified %s and Bind accepted the rootfs one level up", victim.Digest, signed.Digest)
 }
+
+const rootfsMismatch = "the container's root filesystem was not made from the verified image"
 
 // pushExtraLayer pushes a signed image and an unsigned one made of the
 // signed one's layer, one more layer and its own command line, to
@@ -146,9 +153,9 @@ func (w *world) pushExtraLayer(t *testing.T, repo string) (signed, unsigned cont
 // passes the remapped-copy allowance. The queue wait is played here by
 // waiting before the CRI call, which the gate cannot tell apart.
 //
-// Safe behaviour (asserted): refused.
-func TestContainerdFallbackRepointedLongAgo(t *testing.T) {
-	w := newWorld(t, v22)
+// Safe behaviour (asserted): refused by the rootfs check. It was created
+// before that check stopped following one level up.
+func (w *world) repointedLongAgoCase(t *testing.T) {
 	ctx := context.Background()
 	signed, victim := w.pushExtraLayer(t, "late-extra")
 	w.pull(t, victim, signed)
@@ -175,7 +182,10 @@ func TestContainerdFallbackRepointedLongAgo(t *testing.T) {
 	spec := &cri.ImageSpec{Image: victim.ConfigDigest, UserSpecifiedImage: victim.Ref}
 	id, err := w.cri.CreateContainerOf(ctx, pod, "app", spec)
 	if err != nil {
-		t.Logf("refused (safe): %s", containerdtest.CRIMessage(err))
+		msg := containerdtest.CRIMessage(err)
+		if !strings.Contains(msg, rootfsMismatch) {
+			t.Errorf("refused, but not by the rootfs check: %s", msg)
+		}
 		return
 	}
 	t.Logf("audit line: %v", w.auditLine(t, "late-extra", "app"))
