@@ -99,16 +99,18 @@ type check struct {
 }
 
 // checkFor is the check of digest (and configDigest) in repository repo
-// under the rule m matched. The key names the digests, the rule and the
-// policy version, never the image name: two names of one image share the
-// verdict of a rule, and a reload never serves an old policy's verdict.
+// under the rule m matched. The key names the digests, the repository, the
+// rule and the policy version, never the tag: two tags of one image in one
+// repository share the verdict of a rule, copies in two repositories do
+// not (their signatures are looked up apart), and a reload never serves an
+// old policy's verdict.
 func (st *state) checkFor(m *policy.Match, repo, digest, configDigest string) check {
 	v := st.verifiers[m.Validator.Name]
 	subject := verify.Subject{Repository: repo, Digest: digest, ConfigDigest: configDigest}
 	with := m.Rule.With
 	host, _, _ := strings.Cut(repo, "/")
 	return check{
-		key: verify.Key(digest, configDigest, strconv.Itoa(m.Index), st.pol.Version),
+		key: verify.Key(digest, configDigest, repo, strconv.Itoa(m.Index), st.pol.Version),
 		verify: func(ctx context.Context) (verify.Verdict, error) {
 			return v.Verify(ctx, subject, with)
 		},

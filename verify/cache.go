@@ -116,9 +116,13 @@ func orDefault[T int | time.Duration](v *T, def T) {
 }
 
 // Key builds a cache key. Every part that can change the answer is in it:
-// the policy version makes a reload invalidate old verdicts.
-func Key(digest, configDigest, rule, policyVersion string) string {
-	return digest + "|" + configDigest + "|" + rule + "|" + policyVersion
+// the repository too, since signatures are looked up in it (two copies of
+// one image share no verdict: an unsigned copy in a tenant's repository
+// must not cache a deny, or start a tarpit flight, for the signed
+// original), and the policy version, so that a reload invalidates old
+// verdicts.
+func Key(digest, configDigest, repository, rule, policyVersion string) string {
+	return digest + "|" + configDigest + "|" + repository + "|" + rule + "|" + policyVersion
 }
 
 // Cached answers from the cache alone, never starting or waiting for a
