@@ -317,6 +317,81 @@ func (w *world) attackVolumeCases(t *testing.T) {
 			t.Logf("victim still allowed after %v", time.Since(start))
 		}
 	})
+	t.Run("DoS: a copy in another repository under the victim's own rule", func(t *testing.T) {
+		// The signature is looked up in each name's repository, so a
+		// byte-identical copy anywhere else is unsigned, whatever the rule.
+		victim := w.push(t, "/e2e/atk-victim5:v1", "victim volume 5")
+		imagetest.SignLegacy(t, victim.Repo(), victim.Digest, w.key, imagetest.SignOptions{})
+		w.pull(t, victim)
+		// One copy sorting after the victim's name, one before.
+		for _, c := range []string{"/e2e/zzz-copy:v1", "/e2e/000-copy:v1"} {
+			copyOf := w.push(t, c, "victim volume 5")
+			w.pull(t, copyOf)
+			if id, msg := w.createWith(t, "atk-victim5-"+strings.Trim(c, "/:ev12e"), kubeletVolume("/tools", victim, "")); id == "" {
+				t.Errorf("DoS: refused by a same-rule copy %s: %s", c, msg)
+			}
+		}
+	})
+	t.Run("DoS: a same-rule copy that sorts first, before the victim's verdict is cached", func(t *testing.T) {
+		victim := w.push(t, "/e2e/atk-victim6:v1", "victim volume 6")
+		imagetest.SignLegacy(t, victim.Repo(), victim.Digest, w.key, imagetest.SignOptions{})
+		w.pull(t, victim)
+		copyOf := w.push(t, "/e2e/000-copy6:v1", "victim volume 6")
+		w.pull(t, copyOf)
+		if id, msg := w.createWith(t, "atk-victim6", kubeletVolume("/tools", victim, "")); id == "" {
+			t.Logf("HOLE (DoS): refused by a same-rule copy that sorts first: %s", msg)
+		} else {
+			t.Logf("victim still allowed")
+		}
+	})
+	t.Run("DoS (container images too): an unsigned same-rule copy verified first poisons the verdict for the digest", func(t *testing.T) {
+		// The verdict cache is keyed by digest, config and rule, not by
+		// repository, but the signature is looked up in the name's
+		// repository: whichever name is verified first decides for all.
+		victim := w.push(t, "/e2e/atk-victim7:v1", "victim image 7")
+		imagetest.SignLegacy(t, victim.Repo(), victim.Digest, w.key, imagetest.SignOptions{})
+		copyOf := w.push(t, "/e2e/tenant-b/copy7:v1", "victim image 7")
+		w.pull(t, victim, copyOf)
+		// The attacker's own pod, of its copy: refused (no signature in
+		// its repository), and the deny is cached.
+		// As kubelet asks: the image ID, and the pod's image string.
+		if _, err := w.cri.CreateContainerOf(context.Background(), w.runPod(t, "atk-copy7"), "app",
+			&cri.ImageSpec{Image: copyOf.ConfigDigest, UserSpecifiedImage: copyOf.Ref}); err != nil {
+			t.Logf("the attacker's copy refused: %s", containerdtest.CRIMessage(err))
+		} else {
+			t.Logf("the attacker's copy allowed (named as the victim's signed image: same content)")
+		}
+		// The victim's pod, of its own signed image, a different name.
+		pod := w.runPod(t, "atk-victim7")
+		id, err := w.cri.CreateContainerOf(context.Background(), pod, "app", &cri.ImageSpec{Image: victim.ConfigDigest, UserSpecifiedImage: victim.Ref})
+		if err != nil {
+			t.Logf("HOLE (DoS): the victim's signed container image is refused after another tenant's copy was checked: %s",
+				containerdtest.CRIMessage(err))
+		} else {
+			t.Logf("victim's container allowed (%s); audit: %v / %v", id, w.auditLine(t, "atk-copy7", "app"), w.auditLine(t, "atk-victim7", "app"))
+		}
+	})
+	t.Run("DoS (container images too): a same-rule copy in a tarpit repository holds the digest's verification", func(t *testing.T) {
+		victim := w.push(t, "/e2e/atk-victim8:v1", "victim image 8")
+		imagetest.SignLegacy(t, victim.Repo(), victim.Digest, w.key, imagetest.SignOptions{})
+		copyOf := w.push(t, "/e2e/tenant-b/tarpit8:v1", "victim image 8")
+		w.pull(t, victim, copyOf)
+		w.faults.slow("e2e/tenant-b/tarpit8")
+		defer w.faults.heal("e2e/tenant-b/tarpit8")
+		if _, err := w.cri.CreateContainerOf(context.Background(), w.runPod(t, "atk-tarpit8"), "app",
+			&cri.ImageSpec{Image: copyOf.ConfigDigest, UserSpecifiedImage: copyOf.Ref}); err != nil {
+			t.Logf("the attacker's copy refused: %s", containerdtest.CRIMessage(err))
+		}
+		start := time.Now()
+		pod := w.runPod(t, "atk-victim8")
+		id, err := w.cri.CreateContainerOf(context.Background(), pod, "app", &cri.ImageSpec{Image: victim.ConfigDigest, UserSpecifiedImage: victim.Ref})
+		if err != nil {
+			t.Logf("HOLE (DoS): the victim's signed container image is refused after %v while another tenant's copy hangs: %s",
+				time.Since(start).Round(time.Millisecond), containerdtest.CRIMessage(err))
+		} else {
+			t.Logf("victim's container allowed (%s) in %v", id, time.Since(start))
+		}
+	})
 	t.Run("tarpit: many image volumes whose signature lookups hang: answered in time", func(t *testing.T) {
 		var mounts []*cri.Mount
 		for i := 0; i < 8; i++ {
