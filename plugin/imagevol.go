@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -68,14 +69,16 @@ func (p *Plugin) judgeVolumes(ctx context.Context, ctr gate.Input, vols []ImageV
 }
 
 // judgeVolume decides on one image volume, in (its digest and
-// destination known), under the rule of every name containerd's image
-// store holds for the digest. The volume is allowed only if every name's
-// rule allows it: a node may hold look-alike names of one digest (anyone
-// who can have a pod pull an image can add one), and checking them all
-// means another name can only make the check stricter, never pick a laxer
-// rule. The names are taken in a fixed order, so the decision returned is
-// always the same one: the first refusal, else the first audit-mode
-// would-be refusal, else the first allow.
+// destination known), under the rules of the names containerd's image
+// store holds for the digest. The content is the digest's, whatever the
+// name, so the volume is allowed when one name's rule allows it: that is
+// content the policy trusts under that name (rules are matched in the
+// pod's namespace), as a pod naming it would run. Requiring every name to
+// pass let any tenant deny another's volume by pulling a copy of it into
+// its own repository, where it has no signature. The names are taken in a
+// fixed order, so the decision is always the same: the first allow, else
+// the first audit-mode would-be refusal, else the first still running,
+// else the first refusal.
 func (p *Plugin) judgeVolume(ctx context.Context, in gate.Input, dir string) judged {
 	if p.cfg.Images == nil {
 		return judged{in, refuse(noImageStore)}
@@ -95,29 +98,75 @@ func (p *Plugin) judgeVolume(ctx context.Context, in gate.Input, dir string) jud
 	if err := p.cfg.Images.CheckVolume(ctx, dir, imgs[0].ConfigDigest); err != nil {
 		return judged{in, refuse("cannot tell that the mounted files are this image's: " + err.Error())}
 	}
-	var first, audit *judged
 	for _, img := range imgs {
-		one := in
-		one.Image, one.ConfigDigest = img.Name, img.ConfigDigest
 		if img.Digest != in.Digest || img.ConfigDigest != imgs[0].ConfigDigest {
+			one := in
+			one.Image, one.ConfigDigest = img.Name, img.ConfigDigest
 			return judged{one, refuse(fmt.Sprintf("containerd's record %s has digest %s (config %s), not the volume's %s (config %s)",
 				img.Name, img.Digest, img.ConfigDigest, in.Digest, imgs[0].ConfigDigest))}
 		}
-		j := judged{one, p.decideOne(ctx, one)}
+	}
+	return p.decideNames(ctx, in, imgs)
+}
+
+// decideNames decides in under each of the names imgs (sorted) and
+// returns the first allow, else the first audit-mode would-be refusal,
+// else the first still running, else the first refusal. Verdicts in the
+// cache come first; the rest are decided at once, side by side, so that a
+// name on a slow registry (another tenant's copy in a tarpit) does not
+// spend the budget of the others, and the first allow to arrive wins.
+func (p *Plugin) decideNames(ctx context.Context, in gate.Input, imgs []Image) judged {
+	all := make([]*judged, len(imgs))
+	var todo []int
+	for i, img := range imgs {
+		one := in
+		one.Image, one.ConfigDigest = img.Name, img.ConfigDigest
+		all[i] = &judged{in: one}
+		if c, ok := p.decider.(CachedDecider); ok {
+			if d, ok := c.DecideCached(one); ok {
+				if all[i].d = d; d.Allowed && d.Verdict == gate.VerdictAllow {
+					return *all[i]
+				}
+				continue
+			}
+		}
+		todo = append(todo, i)
+	}
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	allowed := make(chan int, len(todo))
+	var wg sync.WaitGroup
+	for _, i := range todo {
+		wg.Go(func() {
+			all[i].d = p.decider.Decide(dctx, all[i].in)
+			if all[i].d.Allowed && all[i].d.Verdict == gate.VerdictAllow {
+				allowed <- i
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case i := <-allowed:
+		cancel() // the others answer pending at once and go on in the background
+		<-done
+		return *all[i]
+	case <-done:
+	}
+	var audit, pending, refused *judged
+	for _, j := range all {
 		switch {
-		case !j.d.Allowed:
-			return j
-		case first == nil:
-			first = &j
-		}
-		if audit == nil && j.d.Verdict == gate.VerdictAuditDeny {
-			audit = &j
+		case j.d.Allowed && j.d.Verdict == gate.VerdictAllow:
+			return *j
+		case j.d.Allowed:
+			audit = cmp.Or(audit, j)
+		case j.d.Pending:
+			pending = cmp.Or(pending, j)
+		default:
+			refused = cmp.Or(refused, j)
 		}
 	}
-	if audit != nil {
-		return *audit
-	}
-	return *first
+	return *cmp.Or(audit, pending, refused)
 }
 
 // decideOne asks the Decider about one image, from its cache when it can.

@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -109,48 +110,22 @@ func TestImageVolumeVerified(t *testing.T) {
 	}
 }
 
-// TestImageVolumeEveryName: a digest the store holds under several names
-// is checked under each name's rule, in a fixed order; one refusal refuses,
-// so pulling a look-alike name onto the node cannot pick a laxer rule.
-func TestImageVolumeEveryName(t *testing.T) {
+// TestImageVolumeAnyName: a digest the store holds under several names is
+// checked under the names' rules in a fixed order, and one allow allows:
+// the content is the digest's, whatever the name. Requiring every name to
+// pass (the previous commit) let a tenant deny another's volume by pulling
+// a copy of it into its own repository, where it has no signature.
+func TestImageVolumeAnyName(t *testing.T) {
 	store := fakeStore{byDigest: map[string][]Image{volDigest: {
-		{Name: "127.0.0.1:5000/zz-lax:v1", Digest: volDigest},
-		{Name: "127.0.0.1:5000/strict-unsigned:v1", Digest: volDigest},
-		{Name: "127.0.0.1:5000/aa-lax:v1", Digest: volDigest},
-	}}}
-	dec, rep := &fakeDecider{fn: denyRepo("unsigned")}, &fakeReporter{}
-	p, err := New(Config{Logger: testLogger(t), Images: store}, dec, rep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = p.CreateContainer(t.Context(), testPod(), withVolume("c1"))
-	if err == nil || !strings.Contains(err.Error(), "strict-unsigned") {
-		t.Fatalf("refusal %v, want one naming the strict rule's name", err)
-	}
-	inputs, _ := dec.calls()
-	var names []string
-	for _, in := range volumeInputs(inputs) {
-		names = append(names, in.Image)
-	}
-	if strings.Join(names, " ") != "127.0.0.1:5000/aa-lax:v1 127.0.0.1:5000/strict-unsigned:v1" {
-		t.Errorf("names decided %q, want sorted and stopping at the refusal", names)
-	}
-	if got := rep.reports(); len(got) != 2 || got[1].Allowed {
-		t.Errorf("reports %+v, want the image's and the volume's refusal", got)
-	}
-}
-
-// TestImageVolumeOneReport: a volume allowed under every name is reported
-// once, by its audit-mode would-be refusal if one name had it, so that an
-// audit rollout sees it.
-func TestImageVolumeOneReport(t *testing.T) {
-	store := fakeStore{byDigest: map[string][]Image{volDigest: {
-		{Name: "127.0.0.1:5000/tools:v1", Digest: volDigest},
+		{Name: "127.0.0.1:5000/zz-signed:v1", Digest: volDigest},
+		{Name: "127.0.0.1:5000/aa-copy-unsigned:v1", Digest: volDigest},
 		{Name: "127.0.0.1:5000/audited/tools:v1", Digest: volDigest},
-		{Name: "127.0.0.1:5000/tools@" + volDigest, Digest: volDigest},
 	}}}
 	dec := &fakeDecider{fn: func(_ context.Context, in gate.Input) gate.Decision {
-		if strings.Contains(in.Image, "audited") {
+		switch {
+		case strings.Contains(in.Image, "unsigned"):
+			return gate.Decision{Verdict: gate.VerdictDeny, Reason: "no signature", Image: in.Image}
+		case strings.Contains(in.Image, "audited"):
 			return gate.Decision{Allowed: true, Verdict: gate.VerdictAuditDeny, Reason: "no signature", Image: in.Image}
 		}
 		return gate.Decision{Allowed: true, Verdict: gate.VerdictAllow, Image: in.Image}
@@ -161,14 +136,34 @@ func TestImageVolumeOneReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, _, err := p.CreateContainer(t.Context(), testPod(), withVolume("c1")); err != nil {
-		t.Fatalf("allowed under every name, refused: %v", err)
+		t.Fatalf("a signed name among unsigned and audited copies: refused: %v", err)
 	}
-	if inputs, _ := dec.calls(); len(inputs) != 4 {
-		t.Errorf("%d decisions, want the image's and one per name", len(inputs))
+	inputs, _ := dec.calls()
+	var names []string
+	for _, in := range volumeInputs(inputs) {
+		names = append(names, in.Image)
 	}
-	got := rep.reports()
-	if len(got) != 2 || got[1].Verdict != gate.VerdictAuditDeny || rep.in[1].Image != "127.0.0.1:5000/audited/tools:v1" || rep.in[1].Volume != "/tools" {
-		t.Errorf("reports %+v of %+v, want the image's allow and the volume's audit-deny", got, rep.in)
+	slices.Sort(names) // decided side by side
+	if strings.Join(names, " ") != "127.0.0.1:5000/aa-copy-unsigned:v1 127.0.0.1:5000/audited/tools:v1 127.0.0.1:5000/zz-signed:v1" {
+		t.Errorf("names decided %q, want each", names)
+	}
+	if got := rep.reports(); len(got) != 2 || got[1].Verdict != gate.VerdictAllow || rep.in[1].Image != "127.0.0.1:5000/zz-signed:v1" {
+		t.Errorf("reports %+v of %+v, want the image's allow and the volume's, under its signed name", got, rep.in)
+	}
+
+	// No name allows, one audits: the audit-mode would-be refusal, so an
+	// audit rollout sees it.
+	store.byDigest[volDigest] = store.byDigest[volDigest][1:]
+	if _, _, err := p.CreateContainer(t.Context(), testPod(), withVolume("c2")); err != nil {
+		t.Fatalf("audited name: refused: %v", err)
+	}
+	if got := rep.reports(); got[len(got)-1].Verdict != gate.VerdictAuditDeny {
+		t.Errorf("last report %+v, want the audit-deny", got[len(got)-1])
+	}
+	// No name allows: the first refusal.
+	store.byDigest[volDigest] = store.byDigest[volDigest][:1]
+	if _, _, err := p.CreateContainer(t.Context(), testPod(), withVolume("c3")); err == nil || !strings.Contains(err.Error(), "aa-copy-unsigned") {
+		t.Errorf("only an unsigned name: %v, want a refusal naming it", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/containerd/nri/pkg/api"
@@ -96,13 +97,11 @@ func imageVolume(base, sandboxID, src string) (v ImageVolume, ok bool, err error
 		}
 		return v, false, nil
 	}
-	// containerd sends the path with symlinks resolved, so clean; anything
-	// else was not made by it.
-	if path.Clean(src) != src {
-		return v, false, errors.New("image volume path is not in canonical form")
-	}
 	// rest is <sandbox id>/<hex>[/<image subPath>]: a subPath is still
-	// that image's content.
+	// that image's content. containerd makes the first two parts itself,
+	// exactly; the subPath is the pod's, joined as written (kubelet
+	// refuses only absolute ones and ".."), so "d/", "./d" and "d//e" are
+	// taken as they are and only a ".." that could climb out is refused.
 	parts := strings.SplitN(rest, "/", 3)
 	if len(parts) < 2 {
 		return v, false, errors.New("mounts an image-volumes directory itself, not one image volume")
@@ -112,6 +111,9 @@ func imageVolume(base, sandboxID, src string) (v ImageVolume, ok bool, err error
 	}
 	if !isHex64(parts[1]) {
 		return v, false, fmt.Errorf("image volume directory %q is not a sha256 digest (64 lowercase hex digits)", parts[1])
+	}
+	if len(parts) == 3 && slices.Contains(strings.Split(parts[2], "/"), "..") {
+		return v, false, errors.New("image volume subPath climbs out of the volume (\"..\")")
 	}
 	dir := src[:len(base)+1+len(parts[0])+1+len(parts[1])]
 	return ImageVolume{Source: src, Dir: dir, Digest: "sha256:" + parts[1]}, true, nil

@@ -244,7 +244,8 @@ func (w *world) attackVolumeCases(t *testing.T) {
 	// victim's (public) signed volume image under a name whose rule is
 	// stricter (here: the threshold rule, which the one-key signature does
 	// not meet; in a cluster: the attacker's own registry, which no rule
-	// allows). Every name is checked, so the victim's volume is refused.
+	// allows). Every name used to have to pass, so the victim's volume was
+	// refused; now one passing name allows it (the content is the same).
 	t.Run("DoS: victim's signed volume after another tenant pulls it under a stricter name", func(t *testing.T) {
 		victim := w.push(t, "/e2e/atk-victim:v1", "victim volume")
 		imagetest.SignLegacy(t, victim.Repo(), victim.Digest, w.key, imagetest.SignOptions{})
@@ -259,9 +260,7 @@ func (w *world) attackVolumeCases(t *testing.T) {
 		w.pull(t, copyOf)
 		id, msg := w.createWith(t, "atk-victim-after", kubeletVolume("/tools", victim, ""))
 		if id == "" {
-			t.Logf("HOLE (DoS): the victim's signed volume is refused once another tenant pulled a stricter-named copy: %s", msg)
-		} else {
-			t.Logf("victim still allowed")
+			t.Errorf("DoS: the victim's signed volume is refused once another tenant pulled a stricter-named copy: %s", msg)
 		}
 	})
 	t.Run("DoS: victim's signed volume after another tenant pulls a look-alike (same config) that sorts first", func(t *testing.T) {
@@ -311,10 +310,8 @@ func (w *world) attackVolumeCases(t *testing.T) {
 		start := time.Now()
 		id, msg := w.createWith(t, "atk-victim4", kubeletVolume("/tools", victim, ""))
 		if id == "" {
-			t.Logf("HOLE (DoS): the victim's signed volume is refused (pending) after %v while another tenant's copy hangs: %s",
+			t.Errorf("DoS: the victim's signed volume is refused after %v while another tenant's copy hangs: %s",
 				time.Since(start).Round(time.Millisecond), msg)
-		} else {
-			t.Logf("victim still allowed after %v", time.Since(start))
 		}
 	})
 	t.Run("DoS: a copy in another repository under the victim's own rule", func(t *testing.T) {
@@ -339,9 +336,7 @@ func (w *world) attackVolumeCases(t *testing.T) {
 		copyOf := w.push(t, "/e2e/000-copy6:v1", "victim volume 6")
 		w.pull(t, copyOf)
 		if id, msg := w.createWith(t, "atk-victim6", kubeletVolume("/tools", victim, "")); id == "" {
-			t.Logf("HOLE (DoS): refused by a same-rule copy that sorts first: %s", msg)
-		} else {
-			t.Logf("victim still allowed")
+			t.Errorf("DoS: refused by a same-rule copy that sorts first: %s", msg)
 		}
 	})
 	t.Run("DoS (container images too): an unsigned same-rule copy verified first poisons the verdict for the digest", func(t *testing.T) {
@@ -365,7 +360,9 @@ func (w *world) attackVolumeCases(t *testing.T) {
 		pod := w.runPod(t, "atk-victim7")
 		id, err := w.cri.CreateContainerOf(context.Background(), pod, "app", &cri.ImageSpec{Image: victim.ConfigDigest, UserSpecifiedImage: victim.Ref})
 		if err != nil {
-			t.Logf("HOLE (DoS): the victim's signed container image is refused after another tenant's copy was checked: %s",
+			// The verdict key names the repository now; before, this was
+			// refused with the copy's "no cosign signature".
+			t.Errorf("DoS: the victim's signed container image is refused after another tenant's copy was checked: %s",
 				containerdtest.CRIMessage(err))
 		} else {
 			t.Logf("victim's container allowed (%s); audit: %v / %v", id, w.auditLine(t, "atk-copy7", "app"), w.auditLine(t, "atk-victim7", "app"))
@@ -382,15 +379,14 @@ func (w *world) attackVolumeCases(t *testing.T) {
 			&cri.ImageSpec{Image: copyOf.ConfigDigest, UserSpecifiedImage: copyOf.Ref}); err != nil {
 			t.Logf("the attacker's copy refused: %s", containerdtest.CRIMessage(err))
 		}
+		// The copy's flight is the attacker's own (the key names the
+		// repository); the shared registry host is tripped while it is
+		// overdue, so the victim's first create may be answered pending,
+		// and its retry gets the verdict.
 		start := time.Now()
 		pod := w.runPod(t, "atk-victim8")
-		id, err := w.cri.CreateContainerOf(context.Background(), pod, "app", &cri.ImageSpec{Image: victim.ConfigDigest, UserSpecifiedImage: victim.Ref})
-		if err != nil {
-			t.Logf("HOLE (DoS): the victim's signed container image is refused after %v while another tenant's copy hangs: %s",
-				time.Since(start).Round(time.Millisecond), containerdtest.CRIMessage(err))
-		} else {
-			t.Logf("victim's container allowed (%s) in %v", id, time.Since(start))
-		}
+		w.retryUntilRuns(t, pod, victim, "atk-victim8")
+		t.Logf("victim's container allowed after %v", time.Since(start).Round(time.Millisecond))
 	})
 	t.Run("tarpit: many image volumes whose signature lookups hang: answered in time", func(t *testing.T) {
 		var mounts []*cri.Mount

@@ -51,14 +51,20 @@ func TestContainerdImageVolumes(t *testing.T) {
 
 	w.restartPlugin(t, "--containerd-socket", w.socket(), "--cri-state-dir", w.criStateDir())
 	w.imageVolumeCases(t)
-	t.Run("unsigned image volume with a laxer look-alike name: refused", func(t *testing.T) {
-		// Both names are containerd's for one digest: the volume is checked
-		// under each, and the audit-mode name's allow cannot outvote the
-		// other's deny.
+	t.Run("unsigned image volume also named under an audit-mode rule: allowed as that rule's audit-deny", func(t *testing.T) {
+		// Both names are containerd's for one digest, the content the
+		// same: the volume is decided as a pod naming the audit-mode name
+		// would be, and the audit line says so.
 		w.pull(t, lookalike)
-		msg := w.expectVolumeRefused(t, "vol-lookalike", lookalike.Ref)
-		if !strings.Contains(msg, "image volume /tools: image "+w.unsigned.Ref) || !strings.Contains(msg, noSignature) {
-			t.Errorf("refusal does not name %s's rule: %s", w.unsigned.Ref, msg)
+		ctx := context.Background()
+		pod := w.runPod(t, "vol-lookalike")
+		if _, err := w.cri.CreateContainerWith(ctx, pod, "app", &cri.ImageSpec{Image: w.signed.Ref},
+			[]*cri.Mount{containerdtest.ImageVolume("/tools", lookalike.Ref)}); err != nil {
+			t.Fatalf("refused: %s", containerdtest.CRIMessage(err))
+		}
+		lines := w.auditLines(t, "vol-lookalike", "app")
+		if len(lines) != 2 || lines[1]["volume"] != "/tools" || lines[1]["verdict"] != "audit-deny" || lines[1]["image"] != lookalike.Ref {
+			t.Errorf("audit lines %v, want the volume's audit-deny under %s", lines, lookalike.Ref)
 		}
 	})
 }
