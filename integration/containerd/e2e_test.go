@@ -127,6 +127,7 @@ func TestContainerdFallback(t *testing.T) {
 		w.userSpecifiedFallback(t)
 	})
 	t.Run("image record re-pointed during the create", w.repointRaceCases)
+	t.Run("one host in two cases, two records", w.caseFoldCases)
 	t.Run("record re-created on a signed base of an extra-layer image: refused", w.repointExtraLayerCase)
 	t.Run("record re-pointed long before the create to a signed base of an extra-layer image: refused", w.repointedLongAgoCase)
 	// containerd >= 2.1 mounts image volumes; this release's NRI sends

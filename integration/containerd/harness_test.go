@@ -223,6 +223,12 @@ func (w *world) checkConfigKeys(t *testing.T) {
 	}
 }
 
+// registryPort is the port of the world's registry on 127.0.0.1.
+func (w *world) registryPort() string {
+	_, port, _ := strings.Cut(w.registry, ":")
+	return port
+}
+
 func (w *world) configPath() string { return filepath.Join(w.dir, "containerd.toml") }
 
 func (w *world) socket() string    { return filepath.Join(w.dir, "containerd.sock") }
@@ -255,7 +261,9 @@ policy:
   mode: audit
 - pattern: "%[3]s/e2e/threshold/*"
   with: {trustRoot: "*", threshold: 2}
-`, indent(w.key), indent(w.key2), w.registry))
+- pattern: "localhost:%[4]s/*"
+  with: {trustRoot: e2e-key}
+`, indent(w.key), indent(w.key2), w.registry, w.registryPort()))
 	writeFile(t, filepath.Join(w.dir, "docker-config.json"), "{}")
 }
 
