@@ -131,7 +131,7 @@ func TestGate(t *testing.T) {
 		{"threshold not met", h + "/threshold/one:v1", oneOfTwo.Digest, oneOfTwo.ConfigDigest, false, "deny", []string{"threshold"}},
 		{"config digest not of this image", h + "/app/legacy:v1", signedLegacy.Digest, unsigned.ConfigDigest, false, "deny", nil},
 		{"by bare image ID", unsigned.ConfigDigest, unsigned.Digest, unsigned.ConfigDigest, false, "deny", []string{"repository"}},
-		{"runtime sent no digest and containerd cannot be asked", h + "/app/legacy:v1", "", "", false, "deny", []string{"did not report the image digest"}},
+		{"runtime sent no digest and containerd cannot be asked", h + "/app/legacy:v1", "", "", false, "deny", []string{"the image digest could not be found through containerd's socket", "no-containerd.sock"}},
 		{"unsigned in audit mode", h + "/audited/app:v1", auditedUnsigned.Digest, auditedUnsigned.ConfigDigest, true, "audit-deny", nil},
 		{"signed tag re-pointed to an unsigned digest", h + "/app/legacy:v1", repointed.Digest, repointed.ConfigDigest, false, "deny", []string{repointed.Digest}},
 	}
