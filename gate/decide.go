@@ -21,7 +21,10 @@ func (g *Gate) Decide(ctx context.Context, in Input) Decision {
 	start := time.Now()
 	d, c := g.cur.Load().route(in)
 	if c != nil {
-		verdict, err, hit := g.cache.Get(ctx, c.key, c.verify, c.groups...)
+		verdict, err, hit := g.cache.Cached(c.key)
+		if !hit {
+			verdict, err, hit = g.cache.Get(ctx, c.key, c.verify, c.groups()...)
+		}
 		d = settle(d, verdict, err, hit)
 	}
 	d.Latency = time.Since(start)
@@ -77,7 +80,7 @@ func (g *Gate) Prewarm(ctx context.Context, image, digest, configDigest string) 
 			// The verdict, or the error, is cached: that is all prewarming
 			// is for. A failure is the hook's to report, when a container
 			// of the image is created.
-			_, _, _ = g.cache.Get(ctx, c.key, c.verify, c.groups...)
+			_, _, _ = g.cache.Get(ctx, c.key, c.verify, c.groups()...)
 		})
 	}
 	wg.Wait()
@@ -90,12 +93,10 @@ func (g *Gate) Prewarm(ctx context.Context, image, digest, configDigest string) 
 type check struct {
 	key    string
 	verify func(context.Context) (verify.Verdict, error)
-	// groups share the cache's verification limits and breakers: the
-	// image's registry host and, for a container, its
-	// namespace (see verify.Cache.Get). One tenant's tarpit registry then
-	// holds neither all the slots nor, through the runtime's NRI lock,
-	// everyone's creates.
-	groups []string
+	// host and namespace name the groups (see groups); namespace is unset
+	// for a prewarm, which no pod asked for.
+	host, namespace string
+	forPod          bool
 }
 
 // checkFor is the check of digest (and configDigest) in repository repo
@@ -114,8 +115,21 @@ func (st *state) checkFor(m *policy.Match, repo, digest, configDigest string) ch
 		verify: func(ctx context.Context) (verify.Verdict, error) {
 			return v.Verify(ctx, subject, with)
 		},
-		groups: []string{"registry " + host},
+		host: host,
 	}
+}
+
+// groups are the check's groups for the cache's verification limits and
+// breakers: the image's registry host and, for a container, its
+// namespace (see verify.Cache.Get). One tenant's tarpit registry then
+// holds neither all the slots nor, through the runtime's NRI lock,
+// everyone's creates. Built only when a verification may be needed: a
+// cached answer allocates none of it.
+func (c *check) groups() []string {
+	if !c.forPod {
+		return []string{"registry " + c.host}
+	}
+	return []string{"registry " + c.host, "namespace " + c.namespace}
 }
 
 // route picks the rule for in. It returns the decision so far and the check
@@ -145,7 +159,7 @@ func (st *state) route(in Input) (Decision, *check) {
 		return fail(d, "the runtime did not report the image digest (containerd >= 2.4 sends it through NRI)"), nil
 	}
 	c := st.checkFor(m, r.repo, in.Digest, in.ConfigDigest)
-	c.groups = append(c.groups, "namespace "+in.Namespace)
+	c.namespace, c.forPod = in.Namespace, true
 	return d, &c
 }
 
