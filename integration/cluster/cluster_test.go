@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -163,6 +164,26 @@ func TestCluster(t *testing.T) {
 		return p.UID == gone.UID && running(p)
 	})
 	step("5. DaemonSet deleted: containers refused; reinstalled: started")
+
+	// 6. Image volumes (volumes[].image; kubelet serves them by default
+	// since Kubernetes 1.35): with containerd's socket mounted, a signed
+	// image with an unsigned image volume is refused, naming the volume,
+	// and with a signed one it runs.
+	c.installWith(t, c.policy(), map[string]any{
+		"containerdFallback": map[string]any{"enabled": true, "socket": c.socket()},
+		"criStateDir":        filepath.Join(c.dir, "state", "io.containerd.grpc.v1.cri"),
+	})
+	c.waitPlugin(t)
+	c.deployWith(t, "volume-unsigned", c.signed.Ref, c.unsigned.Ref)
+	volRefused := c.appPod(t, "volume-unsigned", "refused at creation (CreateContainerError)", createContainerError)
+	for _, want := range []string{"image volume /tools: image ", "(" + c.unsigned.Digest + ")", "no cosign signature found for "} {
+		if m := waitingMessage(volRefused); !strings.Contains(m, want) {
+			t.Errorf("the container's waiting message does not say %q: %s", want, m)
+		}
+	}
+	c.deployWith(t, "volume-signed", c.signed.Ref, c.signed.Ref)
+	c.appPod(t, "volume-signed", "running", running)
+	step("6. image volumes: unsigned refused, naming the volume; signed runs")
 }
 
 // runToCompletion runs a pod of image with args, never restarted, and

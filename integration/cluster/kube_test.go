@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -55,6 +56,12 @@ func (c *cluster) policy(allowed ...string) map[string]any {
 // without kube-proxy.
 func (c *cluster) install(t *testing.T, policy map[string]any) {
 	t.Helper()
+	c.installWith(t, policy, nil)
+}
+
+// installWith is install with more chart values (they win).
+func (c *cluster) installWith(t *testing.T, policy, more map[string]any) {
+	t.Helper()
 	values := map[string]any{
 		"image": map[string]any{
 			"repository": c.plugin.Repo(),
@@ -71,6 +78,7 @@ func (c *cluster) install(t *testing.T, policy map[string]any) {
 			map[string]any{"name": "KUBERNETES_SERVICE_PORT", "value": c.apiPort()},
 		},
 	}
+	maps.Copy(values, more)
 	b, err := json.MarshalIndent(values, "", "  ")
 	if err != nil {
 		t.Fatal(err)
@@ -167,6 +175,20 @@ func podState(p *corev1.Pod) string {
 // returns its name, also its pods' app label.
 func (c *cluster) deploy(t *testing.T, name, image string) string {
 	t.Helper()
+	return c.deployWith(t, name, image, "")
+}
+
+// deployWith is deploy with, when volume is set, an image volume of that
+// image mounted at /tools (Kubernetes volumes[].image).
+func (c *cluster) deployWith(t *testing.T, name, image, volume string) string {
+	t.Helper()
+	ctr := corev1.Container{Name: "app", Image: image}
+	var vols []corev1.Volume
+	if volume != "" {
+		vols = []corev1.Volume{{Name: "tools", VolumeSource: corev1.VolumeSource{
+			Image: &corev1.ImageVolumeSource{Reference: volume, PullPolicy: corev1.PullIfNotPresent}}}}
+		ctr.VolumeMounts = []corev1.VolumeMount{{Name: "tools", MountPath: "/tools"}}
+	}
 	labels := map[string]string{"app": name}
 	_, err := c.client.AppsV1().Deployments(appNamespace).Create(context.Background(), &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -178,7 +200,8 @@ func (c *cluster) deploy(t *testing.T, name, image string) string {
 				Spec: corev1.PodSpec{
 					HostNetwork:                   true,
 					TerminationGracePeriodSeconds: ptr.To[int64](1),
-					Containers:                    []corev1.Container{{Name: "app", Image: image}},
+					Containers:                    []corev1.Container{ctr},
+					Volumes:                       vols,
 				},
 			},
 		},
