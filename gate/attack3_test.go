@@ -137,3 +137,39 @@ func prewarmChargesVictim(t *testing.T, prewarms int) {
 		t.Logf("HOLE: %d prewarm waits (triggered by the attacker's pulls of the victim's repository) were charged to the victim's namespace, which is now tripped", prewarms)
 	}
 }
+
+// TestAttack3PrewarmKeyMatchesHook: a prewarm under one tag serves the
+// hook's decision under another tag or a digest reference of the same
+// repository, in any namespace; a copy in another repository shares
+// nothing (its signatures are looked up apart).
+func TestAttack3PrewarmKeyMatchesHook(t *testing.T) {
+	f := &fakes{verdict: verify.Verdict{Allowed: true, Reason: "signed"}}
+	g := newGate(t, testPolicy, f)
+	if _, err := g.Prewarm(context.Background(), "127.0.0.1:5000/fake/app:v1", dgst, dg("c")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		image, ns string
+		hit       bool
+	}{
+		{"127.0.0.1:5000/fake/app:v1", "shop", true},
+		{"127.0.0.1:5000/fake/app:other", "tenant-b", true},
+		{"127.0.0.1:5000/fake/app@" + dgst, "shop", true},
+		{"127.0.0.1:5000/fake/app:v1@" + dgst, "shop", true},
+		{"127.0.0.1:5000/fake/copy:v1", "shop", false},
+		{"127.0.0.1:5000/FAKE/app:v1", "shop", false}, // not a valid name: no rule
+	} {
+		d, ok := g.DecideCached(Input{Namespace: tc.ns, Image: tc.image, Digest: dgst, ConfigDigest: dg("c")})
+		hit := ok && d.CacheHit
+		if hit != tc.hit {
+			t.Errorf("%s in %s: cache hit %v (%+v), want %v", tc.image, tc.ns, hit, d, tc.hit)
+		}
+	}
+	// Another config: no hit.
+	if d, ok := g.DecideCached(Input{Namespace: "shop", Image: "127.0.0.1:5000/fake/app:v1", Digest: dgst, ConfigDigest: dg("d")}); ok && d.CacheHit {
+		t.Errorf("another config served the prewarmed verdict")
+	}
+	if n := f.calls.Load(); n != 1 {
+		t.Errorf("%d verifications, want 1", n)
+	}
+}

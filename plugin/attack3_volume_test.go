@@ -144,3 +144,97 @@ func TestAttack3VolumeCopiesFillVictimQueue(t *testing.T) {
 		t.Logf("HOLE: 126 tarpit copies (two pulls of 63 names each by the attacker) refuse the victim's create or its next image")
 	}
 }
+
+const attack3RulesPolicy = `
+validators:
+- name: sig
+  type: static
+  approve: true
+- name: deny
+  type: static
+  approve: false
+policy:
+- pattern: "127.0.0.1:5000/*"
+  validator: deny
+- pattern: "127.0.0.1:5000/other-ns-allowed/*"
+  validator: sig
+  namespaces: [tenant-b]
+- pattern: "127.0.0.1:5000/other-ns-audit/*"
+  validator: deny
+  mode: audit
+  namespaces: [tenant-b]
+- pattern: "127.0.0.1:5001/*"
+  validator: sig
+- pattern: "127.0.0.1:5001/audited/*"
+  validator: sig
+  mode: audit
+`
+
+// TestAttack3VolumeNamesRulesAndModes: an unsigned digest held under names
+// whose rules allow or audit it only in another namespace is refused; a
+// pending (tarpit) name or a refused one never wins; a pending name under
+// an audit-mode rule is an audit-mode allow, as a container of that name
+// gets. What the volume gets, the pod could get by naming the image as a
+// container under the same name.
+func TestAttack3VolumeNamesRulesAndModes(t *testing.T) {
+	pol, err := policy.Parse([]byte(attack3RulesPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := func(v *policy.Validator) (verify.Verifier, error) {
+		approve := *v.Approve
+		return verify.VerifierFunc(func(ctx context.Context, s verify.Subject, _ policy.With) (verify.Verdict, error) {
+			if strings.HasPrefix(s.Repository, "127.0.0.1:5001/") {
+				<-ctx.Done() // a tarpit
+				return verify.Verdict{}, ctx.Err()
+			}
+			return verify.Verdict{Allowed: approve, Reason: "static"}, nil
+		}), nil
+	}
+	for _, tc := range []struct {
+		name  string
+		names []string
+		want  gate.Verdict // "" for refused
+	}{
+		{"allowed and audited only in another namespace", []string{"127.0.0.1:5000/other-ns-allowed/x:v1", "127.0.0.1:5000/other-ns-audit/x:v1"}, ""},
+		{"refused and pending", []string{"127.0.0.1:5000/unsigned:v1", "127.0.0.1:5001/tarpit:v1"}, ""},
+		{"pending under an audit-mode rule", []string{"127.0.0.1:5000/unsigned:v1", "127.0.0.1:5001/audited/x:v1"}, gate.VerdictAuditDeny},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g, err := gate.New(pol, build, verify.NewCache(verify.CacheOptions{VerifyTimeout: 2 * time.Second}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var imgs []Image
+			for _, n := range tc.names {
+				imgs = append(imgs, Image{Name: n, Digest: volDigest, ConfigDigest: testConfig})
+			}
+			rep := &fakeReporter{}
+			p, err := New(Config{Logger: testLogger(t), Images: fakeStore{byDigest: map[string][]Image{volDigest: imgs}}}, g, rep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The container's own image: allowed in shop? No rule allows
+			// 5000 but the two namespace-limited; use a tarpit-free audited name.
+			ctr := withVolume("c1")
+			ctr.Image = &api.Image{Name: "127.0.0.1:5001/audited/app:v1", Digest: testDigest, ConfigDigest: testConfig}
+			ctr.Annotations[imageNameAnnotation] = ctr.Image.Name
+			_, _, err = p.CreateContainer(t.Context(), testPod(), ctr)
+			var vol *gate.Decision
+			for i, in := range rep.in {
+				if in.Volume != "" {
+					vol = &rep.reports()[i]
+				}
+			}
+			switch {
+			case vol == nil:
+				t.Fatalf("no volume decision reported (err %v)", err)
+			case tc.want == "" && vol.Allowed:
+				t.Errorf("FAIL OPEN: volume allowed (%+v)", *vol)
+			case tc.want != "" && (!vol.Allowed || vol.Verdict != tc.want):
+				t.Errorf("volume %+v, want %s", *vol, tc.want)
+			}
+			t.Logf("volume: allowed=%v verdict=%s pending=%v image=%s reason=%q", vol.Allowed, vol.Verdict, vol.Pending, vol.Image, vol.Reason)
+		})
+	}
+}
