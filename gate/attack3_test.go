@@ -173,3 +173,43 @@ func TestAttack3PrewarmKeyMatchesHook(t *testing.T) {
 		t.Errorf("%d verifications, want 1", n)
 	}
 }
+
+// TestAttack3PrewarmSlowTripsSharedRegistry: with --prewarm, the attacker
+// pulls its own image from a registry everyone uses (its own repository
+// there), whose verification is slow but within the verify timeout (big
+// or many signature manifests it pushed, 2.5 s here). Prewarm waits for
+// the verdict off the NRI path, yet its wait is charged to the flight's
+// groups, the shared registry: 2.4 s owed trips it, and another tenant's
+// new image from that registry is shed although nothing held the NRI lock.
+func TestAttack3PrewarmSlowTripsSharedRegistry(t *testing.T) {
+	pol, err := policy.Parse([]byte(attack3Policy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := func(v *policy.Validator) (verify.Verifier, error) {
+		return verify.VerifierFunc(func(ctx context.Context, s verify.Subject, _ policy.With) (verify.Verdict, error) {
+			d := 10 * time.Millisecond
+			if strings.Contains(s.Repository, "/attacker/") {
+				d = 2500 * time.Millisecond
+			}
+			select {
+			case <-time.After(d):
+				return verify.Verdict{Allowed: false, Reason: "no signature"}, nil
+			case <-ctx.Done():
+				return verify.Verdict{}, ctx.Err()
+			}
+		}), nil
+	}
+	g, err := New(pol, build, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Prewarm(context.Background(), "127.0.0.1:5000/attacker/slow:v1", dg("7"), dg("c")); err != nil {
+		t.Fatal(err)
+	}
+	d := decideWithin(g, 1300*time.Millisecond, Input{Namespace: "victim", Image: "127.0.0.1:5000/victim/app:v9", Digest: dg("8"), ConfigDigest: dg("c")})
+	t.Logf("victim's new image from the shared registry after the attacker's prewarm: allowed=%v pending=%v", d.Allowed, d.Pending)
+	if !d.Allowed {
+		t.Logf("HOLE: a prewarm wait (off the NRI path) was charged to the shared registry and tripped it for every tenant")
+	}
+}
