@@ -238,3 +238,75 @@ func TestAttack3VolumeNamesRulesAndModes(t *testing.T) {
 		})
 	}
 }
+
+// TestAttack3VolumeCopiesStarveSignedName: one volume, 63 tarpit copies
+// (63 digest pulls into the attacker's repositories on its own registry
+// hosts). Every name is looked up in the victim's namespace, whose 4
+// slots the copies take: the signed name waits in the queue behind them
+// and times out with them; the copies' errors are cached for less than a
+// verification lasts, so each retry starts them again. The victim's
+// kubelet retries (here every 250 ms, for 12 s, verify timeout 2 s, error
+// TTL 0.5 s).
+func TestAttack3VolumeCopiesStarveSignedName(t *testing.T) {
+	for _, nvol := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d volumes", nvol), func(t *testing.T) { starveSignedName(t, nvol) })
+	}
+}
+
+func starveSignedName(t *testing.T, nvol int) {
+	pol, err := policy.Parse([]byte(attack3Policy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := func(v *policy.Validator) (verify.Verifier, error) {
+		return verify.VerifierFunc(func(ctx context.Context, s verify.Subject, _ policy.With) (verify.Verdict, error) {
+			if strings.HasPrefix(s.Repository, "127.0.0.1:5001/") {
+				<-ctx.Done()
+				return verify.Verdict{}, ctx.Err()
+			}
+			return verify.Verdict{Allowed: true, Reason: "signed"}, nil
+		}), nil
+	}
+	g, err := gate.New(pol, build, verify.NewCache(verify.CacheOptions{VerifyTimeout: 2 * time.Second, ErrorTTL: 500 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The victim's registry sorts after the attacker's (its names' goroutines
+	// start first, in sorted order).
+	by := map[string][]Image{}
+	digests := []string{volDigest, "sha256:" + strings.Repeat("5", 64)}[:nvol]
+	for v, dg := range digests {
+		by[dg] = []Image{{Name: fmt.Sprintf("127.0.0.1:5002/victim/tools%d:v1", v), Digest: dg, ConfigDigest: testConfig}}
+		for i := range 63 {
+			by[dg] = append(by[dg], Image{Name: fmt.Sprintf("127.0.0.1:5001/attacker/v%d-copy%02d@%s", v, i, dg), Digest: dg, ConfigDigest: testConfig})
+		}
+	}
+	p, err := New(Config{Logger: testLogger(t), Images: fakeStore{byDigest: by}}, g, &fakeReporter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Decide(t.Context(), gate.Input{Namespace: "shop", Image: "127.0.0.1:5000/app:v1", Digest: testDigest, ConfigDigest: testConfig})
+	start := time.Now()
+	for i := 1; ; i++ {
+		ctr := withVolume(fmt.Sprintf("c%d", i))
+		if nvol == 2 {
+			ctr.Mounts = append(ctr.Mounts, &api.Mount{Destination: "/tools2", Source: volBase + testSandbox + "/" + digests[1][7:], Type: "bind", Options: []string{"rbind", "ro"}})
+		}
+		_, _, err := p.CreateContainer(t.Context(), testPod(), ctr)
+		if err == nil {
+			t.Logf("the victim's volume allowed on try %d after %v", i, time.Since(start).Round(time.Millisecond))
+			if i > 1 {
+				t.Logf("HOLE (DoS): 63 tarpit copies held the victim's signed volume for %v (%d tries)", time.Since(start).Round(time.Millisecond), i)
+			}
+			return
+		}
+		if i == 1 || i%10 == 0 {
+			t.Logf("try %d (%v): %v", i, time.Since(start).Round(time.Millisecond), err)
+		}
+		if time.Since(start) > 12*time.Second {
+			t.Logf("HOLE (DoS): 63 tarpit copies keep the victim's signed volume refused: %d tries over %v (6 verify timeouts)", i, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
