@@ -134,7 +134,8 @@ func prewarmChargesVictim(t *testing.T, prewarms int) {
 	case prewarms == 0 && !d.Allowed:
 		t.Errorf("without prewarms the victim's own 0.8 s of debt tripped its namespace")
 	case prewarms > 0 && !d.Allowed:
-		t.Logf("HOLE: %d prewarm waits (triggered by the attacker's pulls of the victim's repository) were charged to the victim's namespace, which is now tripped", prewarms)
+		// Prewarm waits hold no lock and are not charged (verify.OffLock).
+		t.Errorf("%d prewarm waits (triggered by the attacker's pulls of the victim's repository) were charged to the victim's namespace, which is now tripped", prewarms)
 	}
 }
 
@@ -208,8 +209,10 @@ func TestAttack3PrewarmSlowTripsSharedRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := decideWithin(g, 1300*time.Millisecond, Input{Namespace: "victim", Image: "127.0.0.1:5000/victim/app:v9", Digest: dg("8"), ConfigDigest: dg("c")})
-	t.Logf("victim's new image from the shared registry after the attacker's prewarm: allowed=%v pending=%v", d.Allowed, d.Pending)
-	if !d.Allowed {
-		t.Logf("HOLE: a prewarm wait (off the NRI path) was charged to the shared registry and tripped it for every tenant")
+	t.Logf("victim's new image from the shared registry after the attacker's prewarm: allowed=%v pending=%v reason=%s", d.Allowed, d.Pending, d.Reason)
+	// The fake answers "no signature" for every image: what matters is
+	// that the victim got its verdict, not a pending shed.
+	if d.Pending {
+		t.Errorf("a prewarm wait (off the NRI path) was charged to the shared registry and tripped it for every tenant: %s", d.Reason)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/nri-image-verifier/nri-image-verifier/policy"
+	"github.com/nri-image-verifier/nri-image-verifier/verify"
 )
 
 // Input identifies the container whose image is checked.
@@ -68,3 +69,8 @@ type Decision struct {
 	CacheHit bool
 	Latency  time.Duration
 }
+
+// ErrAbandoned is the cause to cancel a Decide's context with when its
+// answer is no longer needed (another decision settled the question): the
+// verification goes on, and is not counted overdue (see verify.ErrAbandoned).
+var ErrAbandoned = verify.ErrAbandoned

@@ -132,8 +132,8 @@ func (p *Plugin) decideNames(ctx context.Context, in gate.Input, imgs []Image) j
 		}
 		todo = append(todo, i)
 	}
-	dctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	dctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(gate.ErrAbandoned)
 	allowed := make(chan int, len(todo))
 	var wg sync.WaitGroup
 	for _, i := range todo {
@@ -148,7 +148,9 @@ func (p *Plugin) decideNames(ctx context.Context, in gate.Input, imgs []Image) j
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case i := <-allowed:
-		cancel() // the others answer pending at once and go on in the background
+		// The others answer pending at once and go on in the background,
+		// not overdue: nobody waited for them in vain.
+		cancel(gate.ErrAbandoned)
 		<-done
 		return *all[i]
 	case <-done:

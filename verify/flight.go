@@ -13,6 +13,23 @@ import (
 // lookup starts none and is not cached, so a retry tries again.
 var ErrBusy = errors.New("too many verifications in flight")
 
+// ErrAbandoned is the cause a caller cancels its context with when it no
+// longer needs the answer (another answer settled its question): Get then
+// answers ErrPending without marking the verification overdue, since
+// nobody waited for it in vain.
+var ErrAbandoned = errors.New("answer no longer needed")
+
+type offLockKey struct{}
+
+// OffLock marks ctx as a caller that holds no runtime lock while it waits
+// (prewarm, which verifies images as containerd pulls them): its waits
+// are not charged as slowness (see slowBurst), which is about the NRI
+// lock's time, and so cannot trip a group that its wait shares with
+// pods.
+func OffLock(ctx context.Context) context.Context { return context.WithValue(ctx, offLockKey{}, true) }
+
+func offLock(ctx context.Context) bool { v, _ := ctx.Value(offLockKey{}).(bool); return v }
+
 // The runtime serialises every NRI request on the node, so time one create
 // spends waiting for a verification is time every other pod waits too. A
 // hostile registry that answers slowly must therefore cost the node little
@@ -138,11 +155,15 @@ func (c *Cache) wait(ctx context.Context, f *flight) (Verdict, error, bool) {
 		// A wait that ends in a verdict is charged; one that ends at the
 		// deadline makes the flight overdue instead, which trips its
 		// groups while it lasts.
-		c.sched.chargeLocked(f.cost, time.Since(start)-slowGrace, c.now())
+		if !offLock(ctx) {
+			c.sched.chargeLocked(f.cost, time.Since(start)-slowGrace, c.now())
+		}
 		return f.e.verdict, f.e.err, false
 	}
 	c.stats.Pending++
-	c.overdueLocked(f)
+	if !errors.Is(context.Cause(ctx), ErrAbandoned) {
+		c.overdueLocked(f)
+	}
 	return Verdict{}, ErrPending, false
 }
 
