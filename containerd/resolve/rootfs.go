@@ -61,28 +61,49 @@ func (r *Resolver) Bind(ctx context.Context, containerID string, img Image) erro
 }
 
 // CheckRootfs checks that the container's rootfs snapshot is made of the
-// layers of configDigest (see Bind).
+// layers of configDigest (see Bind). The key is the container's ID, which
+// only the CRI plugin chooses.
+//
+// With user namespaces and a snapshotter that cannot map IDs, containerd
+// prepares the rootfs on a chowned copy of the image's layers, named by a
+// hash of the chain and the ID map. That is not followed: "the parent's
+// parent is the chain" also holds for an image of the checked layers plus
+// more of an attacker's, and the copy's name is containerd's internal
+// detail. Such a container is refused here.
 func (r *Resolver) CheckRootfs(ctx context.Context, containerID, configDigest string) error {
+	if containerID == "" {
+		return errors.New("the runtime sent no container ID, so its root filesystem cannot be checked")
+	}
+	return r.checkSnapshot(ctx, containerID, configDigest, snapshotCheck{
+		what: "rootfs snapshot for container", mismatch: ErrRootfsMismatch,
+		hint: "was the image's tag re-pointed while the container was created?",
+	})
+}
+
+// snapshotCheck words checkSnapshot's errors for one kind of snapshot.
+type snapshotCheck struct {
+	what     string // "rootfs snapshot for container"
+	mismatch error  // the error a wrong parent wraps
+	hint     string // what a wrong parent likely means
+}
+
+// checkSnapshot checks that the snapshot key, in whichever of containerd's
+// snapshotters holds it, sits directly on the layer chain of configDigest.
+func (r *Resolver) checkSnapshot(ctx context.Context, key, configDigest string, c snapshotCheck) error {
 	ctx = metadata.AppendToOutgoingContext(ctx, "containerd-namespace", r.namespace)
 	want, err := r.chainID(ctx, configDigest)
 	if err != nil {
 		return err
 	}
-	info, snapshotter, err := r.rootfsSnapshot(ctx, containerID)
+	info, snapshotter, err := r.snapshot(ctx, key, c.what)
 	if err != nil {
 		return err
 	}
-	if info.GetParent() == want {
-		return nil
+	if p := info.GetParent(); p != want {
+		return fmt.Errorf("%w: its snapshot %s/%s has parent %q, the verified config %s has layers %s (%s)",
+			c.mismatch, snapshotter, key, p, configDigest, want, c.hint)
 	}
-	// With user namespaces and a snapshotter that cannot map IDs,
-	// containerd prepares the rootfs on a chowned copy of the image's
-	// layers, named by a hash of the chain and the ID map. That is not
-	// followed: "the parent's parent is the chain" also holds for an image
-	// of the checked layers plus more of an attacker's, and the copy's name
-	// is containerd's internal detail. Such a container is refused here.
-	return fmt.Errorf("%w: its snapshot %s/%s has parent %q, the verified config %s has layers %s (was the image's tag re-pointed while the container was created?)",
-		ErrRootfsMismatch, snapshotter, containerID, info.GetParent(), configDigest, want)
+	return nil
 }
 
 // chainID reads the config from containerd's content store and returns the
@@ -107,28 +128,24 @@ func (r *Resolver) chainID(ctx context.Context, configDigest string) (string, er
 	return identity.ChainID(cfg.RootFS.DiffIDs).String(), nil
 }
 
-// rootfsSnapshot finds the container's rootfs snapshot. The snapshotter is
-// the CRI runtime's (overlayfs unless configured otherwise); the others
-// containerd has are tried when it is not there. The key is the container's
-// ID, which only the CRI plugin chooses.
-func (r *Resolver) rootfsSnapshot(ctx context.Context, containerID string) (*snapshotsapi.Info, string, error) {
-	if containerID == "" {
-		return nil, "", errors.New("the runtime sent no container ID, so its root filesystem cannot be checked")
-	}
+// snapshot finds the snapshot key (a what, for errors). The CRI
+// runtime's snapshotter (overlayfs unless configured otherwise) is tried
+// first, then the others containerd has.
+func (r *Resolver) snapshot(ctx context.Context, key, what string) (*snapshotsapi.Info, string, error) {
 	names, err := r.snapshotters(ctx)
 	if err != nil {
 		return nil, "", err
 	}
 	for _, name := range names {
-		resp, err := r.snapshots.Stat(ctx, &snapshotsapi.StatSnapshotRequest{Snapshotter: name, Key: containerID})
+		resp, err := r.snapshots.Stat(ctx, &snapshotsapi.StatSnapshotRequest{Snapshotter: name, Key: key})
 		switch {
 		case err == nil:
 			return resp.GetInfo(), name, nil
 		case status.Code(err) != codes.NotFound:
-			return nil, "", fmt.Errorf("containerd: snapshot %s/%s: %w", name, containerID, err)
+			return nil, "", fmt.Errorf("containerd: snapshot %s/%s: %w", name, key, err)
 		}
 	}
-	return nil, "", fmt.Errorf("containerd has no rootfs snapshot for container %s in any snapshotter (%v)", containerID, names)
+	return nil, "", fmt.Errorf("containerd has no %s %s in any snapshotter (%v)", what, key, names)
 }
 
 // snapshotters lists containerd's snapshotters, DefaultSnapshotter first;

@@ -3,12 +3,6 @@ package resolve
 import (
 	"context"
 	"errors"
-	"fmt"
-
-	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 )
 
 // ErrVolumeMismatch means an image volume's file system was not made from
@@ -23,28 +17,8 @@ var ErrVolumeMismatch = errors.New("the image volume's file system was not made 
 // also the key of the volume's snapshot, prepared on the chain ID of the
 // unpacked image's layers, so that parent must be configDigest's chain.
 func (r *Resolver) CheckVolume(ctx context.Context, dir, configDigest string) error {
-	ctx = metadata.AppendToOutgoingContext(ctx, "containerd-namespace", r.namespace)
-	want, err := r.chainID(ctx, configDigest)
-	if err != nil {
-		return err
-	}
-	names, err := r.snapshotters(ctx)
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		resp, err := r.snapshots.Stat(ctx, &snapshotsapi.StatSnapshotRequest{Snapshotter: name, Key: dir})
-		switch {
-		case status.Code(err) == codes.NotFound:
-			continue
-		case err != nil:
-			return fmt.Errorf("containerd: snapshot %s/%s: %w", name, dir, err)
-		}
-		if p := resp.GetInfo().GetParent(); p != want {
-			return fmt.Errorf("%w: its snapshot %s/%s has parent %q, the verified config %s has layers %s (was the image's tag re-pointed while the volume was mounted?)",
-				ErrVolumeMismatch, name, dir, p, configDigest, want)
-		}
-		return nil
-	}
-	return fmt.Errorf("containerd has no snapshot for the image volume %s in any snapshotter (%v)", dir, names)
+	return r.checkSnapshot(ctx, dir, configDigest, snapshotCheck{
+		what: "snapshot for the image volume", mismatch: ErrVolumeMismatch,
+		hint: "was the image's tag re-pointed while the volume was mounted?",
+	})
 }
