@@ -104,7 +104,12 @@ func (p *Plugin) ask(ctx context.Context, in gate.Input, start time.Time) (gate.
 		}
 	}
 	r, ok := within(ctx, p, start, func(dctx context.Context) judged {
-		in := p.resolve(dctx, in)
+		in := in
+		if lookup {
+			in = p.prefer(dctx, in)
+		} else {
+			in = p.resolve(dctx, in)
+		}
 		return judged{in, p.decider.Decide(dctx, in)}
 	})
 	if !ok {
@@ -166,12 +171,6 @@ func (p *Plugin) late(in gate.Input, start time.Time) gate.Decision {
 // resolve fills in the digests the runtime did not send, if a Resolver is
 // configured. On failure the digest stays empty and the gate denies.
 func (p *Plugin) resolve(ctx context.Context, in gate.Input) gate.Input {
-	if p.prefersRequested(in) {
-		if in, ok := p.preferred(in); !ok {
-			return in
-		}
-		return p.prefer(ctx, in)
-	}
 	if !p.needsResolve(in) {
 		return in
 	}

@@ -178,7 +178,7 @@ func (a imageResolver) Resolve(ctx context.Context, containerID, ref string) (pl
 	if err := a.r.Bind(ctx, containerID, img); err != nil {
 		return plugin.Image{}, fmt.Errorf("image %s: %w", img.Name, err)
 	}
-	return plugin.Image{Name: img.Name, Digest: img.Digest, ConfigDigest: img.ConfigDigest}, nil
+	return pluginImage(img), nil
 }
 
 func (a imageResolver) Lookup(ctx context.Context, ref string) (plugin.Image, error) {
@@ -186,7 +186,7 @@ func (a imageResolver) Lookup(ctx context.Context, ref string) (plugin.Image, er
 	if err != nil {
 		return plugin.Image{}, err
 	}
-	return plugin.Image{Name: img.Name, Digest: img.Digest, ConfigDigest: img.ConfigDigest}, nil
+	return pluginImage(img), nil
 }
 
 func (a imageResolver) CheckVolume(ctx context.Context, dir, configDigest string) error {
@@ -197,7 +197,13 @@ func (a imageResolver) ImagesOf(ctx context.Context, digest string) ([]plugin.Im
 	imgs, err := a.r.ImagesOf(ctx, digest)
 	out := make([]plugin.Image, len(imgs))
 	for i, img := range imgs {
-		out[i] = plugin.Image{Name: img.Name, Digest: img.Digest, ConfigDigest: img.ConfigDigest}
+		out[i] = pluginImage(img)
 	}
 	return out, err
+}
+
+// pluginImage is img as the plugin names it (it has no re-point time: Bind
+// uses that before).
+func pluginImage(img resolve.Image) plugin.Image {
+	return plugin.Image{Name: img.Name, Digest: img.Digest, ConfigDigest: img.ConfigDigest}
 }
