@@ -105,7 +105,7 @@ func NewCache(opts CacheOptions) *Cache {
 	orDefault(&opts.MaxFlights, def.MaxFlights)
 	orDefault(&opts.MaxFlightsPerGroup, def.MaxFlightsPerGroup)
 	c := &Cache{opts: opts, now: time.Now, entries: map[string]entry{}, flights: map[string]*flight{}}
-	c.sched.init(opts.MaxVerifications, opts.MaxPerGroup)
+	c.sched.init(opts)
 	return c
 }
 

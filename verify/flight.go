@@ -121,7 +121,7 @@ func (c *Cache) startLocked(ctx context.Context, key string, verify func(context
 	if len(c.flights) >= c.opts.MaxFlights {
 		return nil, fmt.Errorf("%w on this node (%d, the limit): a retry will try again", ErrBusy, c.opts.MaxFlights)
 	}
-	if g := c.sched.crowdedLocked(groups, c.opts.MaxFlightsPerGroup); g != "" {
+	if g := c.sched.crowdedLocked(groups); g != "" {
 		return nil, fmt.Errorf("%w for %s (%d, the limit): a retry will try again", ErrBusy, g, c.opts.MaxFlightsPerGroup)
 	}
 	f := &flight{done: make(chan struct{}), cost: groups, sponsors: [][]string{groups}}

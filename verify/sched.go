@@ -9,11 +9,13 @@ import (
 // overdue and in flight (running or waiting), and the slowness each group
 // owes (see slowBurst). Cache.mu guards it.
 type scheduler struct {
-	max, perGroup int
-	running       int
-	groups        map[string]*groupState
-	slow          map[string]*debt
-	wake          chan struct{}
+	// max and perGroup bound running verifications, flightsPerGroup a
+	// group's running and waiting ones (CacheOptions).
+	max, perGroup, flightsPerGroup int
+	running                        int
+	groups                         map[string]*groupState
+	slow                           map[string]*debt
+	wake                           chan struct{}
 }
 
 type groupState struct{ running, overdue, flights int }
@@ -24,8 +26,8 @@ type debt struct {
 	at   time.Time
 }
 
-func (s *scheduler) init(maxRunning, perGroup int) {
-	s.max, s.perGroup = maxRunning, perGroup
+func (s *scheduler) init(o CacheOptions) {
+	s.max, s.perGroup, s.flightsPerGroup = o.MaxVerifications, o.MaxPerGroup, o.MaxFlightsPerGroup
 	s.groups = map[string]*groupState{}
 	s.slow = map[string]*debt{}
 	s.wake = make(chan struct{})
@@ -53,10 +55,11 @@ func (s *scheduler) fullLocked(groups []string) string {
 	return ""
 }
 
-// crowdedLocked names the first of groups with limit flights already.
-func (s *scheduler) crowdedLocked(groups []string, limit int) string {
+// crowdedLocked names the first of groups with flightsPerGroup flights
+// already.
+func (s *scheduler) crowdedLocked(groups []string) string {
 	for _, g := range groups {
-		if st := s.groups[g]; st != nil && st.flights >= limit {
+		if st := s.groups[g]; st != nil && st.flights >= s.flightsPerGroup {
 			return g
 		}
 	}

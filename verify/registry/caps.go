@@ -77,10 +77,11 @@ func classify(path string, marked bool) (sizeClass, string) {
 		}
 		return classBlob, "blob"
 	case "manifests":
+		tagged := signatureTag.MatchString(ref)
 		switch {
-		case signatureTag.MatchString(ref) && strings.Contains(ref, "."):
+		case tagged && strings.Contains(ref, "."):
 			return classSignature, "signature manifest"
-		case signatureTag.MatchString(ref):
+		case tagged:
 			return classSignature, "referrer list"
 		case marked:
 			return classSignature, "signature manifest"
