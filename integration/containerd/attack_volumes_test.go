@@ -267,15 +267,7 @@ func (w *world) attackVolumeCases(t *testing.T) {
 		victim := w.push(t, "/e2e/atk-victim2:v1", "victim volume 2")
 		imagetest.SignLegacy(t, victim.Repo(), victim.Digest, w.key, imagetest.SignOptions{})
 		w.pull(t, victim)
-		img, err := remote.Image(mustTag(t, victim.Ref))
-		if err != nil {
-			t.Fatal(err)
-		}
-		look := w.registry + "/0-look-alike/atk-victim2:v1"
-		if err := remote.Write(mustTag(t, look), mutate.Annotations(img, map[string]string{"look": "alike"}).(v1.Image)); err != nil {
-			t.Fatal(err)
-		}
-		w.pull(t, containerdtest.Image{Ref: look, ConfigDigest: victim.ConfigDigest})
+		w.pull(t, w.pushLookAlike(t, victim, w.registry+"/0-look-alike/atk-victim2:v1"))
 		id, msg := w.createWith(t, "atk-victim2", kubeletVolume("/tools", victim, ""))
 		if id == "" {
 			t.Logf("HOLE (DoS): the victim's signed volume (asked for by image ID) is refused after a look-alike pull: %s", msg)

@@ -13,9 +13,6 @@ import (
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
@@ -250,13 +247,8 @@ func (w *world) byIDCases(t *testing.T) {
 // until the CRI plugin's view of the image has no names either.
 func (w *world) forgetNames(t *testing.T, img containerdtest.Image) {
 	t.Helper()
-	conn, err := grpc.NewClient("unix://"+w.socket(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "containerd-namespace", "k8s.io")
-	images := imagesapi.NewImagesClient(conn)
+	images := w.images(t)
+	ctx := images.ctx
 	for _, n := range []string{img.Ref, img.ByDigest()} {
 		if _, err := images.Delete(ctx, &imagesapi.DeleteImageRequest{Name: n, Sync: true}); err != nil {
 			t.Fatalf("delete image record %s: %v", n, err)

@@ -24,15 +24,8 @@ import (
 func (w *world) lookAlikeCases(t *testing.T) {
 	victim := w.push(t, "/e2e/victim:v1", "signed, shadowed by a look-alike")
 	imagetest.SignLegacy(t, victim.Repo(), victim.Digest, w.key, imagetest.SignOptions{})
-	img, err := remote.Image(mustTag(t, victim.Ref))
-	if err != nil {
-		t.Fatal(err)
-	}
 	look := w.registry + "/0-look-alike/victim:v1"
-	if err := remote.Write(mustTag(t, look), mutate.Annotations(img, map[string]string{"look": "alike"}).(v1.Image)); err != nil {
-		t.Fatal(err)
-	}
-	w.pull(t, victim, containerdtest.Image{Ref: look, ConfigDigest: victim.ConfigDigest})
+	w.pull(t, victim, w.pushLookAlike(t, victim, look))
 
 	// As kubelet asks: the image ID it pulled, and the pod's image string
 	// as the user-specified image (containerd's image-name annotation).
@@ -64,4 +57,19 @@ func mustTag(t *testing.T, ref string) name.Tag {
 		t.Fatal(err)
 	}
 	return tag
+}
+
+// pushLookAlike pushes to ref a look-alike of victim: its config and
+// layers, one more manifest annotation, so another, unsigned, manifest
+// digest. It returns the look-alike, to pull.
+func (w *world) pushLookAlike(t *testing.T, victim containerdtest.Image, ref string) containerdtest.Image {
+	t.Helper()
+	img, err := remote.Image(mustTag(t, victim.Ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(mustTag(t, ref), mutate.Annotations(img, map[string]string{"look": "alike"}).(v1.Image)); err != nil {
+		t.Fatal(err)
+	}
+	return containerdtest.Image{Ref: ref, ConfigDigest: victim.ConfigDigest}
 }

@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
@@ -33,15 +30,7 @@ func (w *world) preferCostCase(t *testing.T) {
 	imagetest.SignLegacy(t, plain.Repo(), plain.Digest, w.key, imagetest.SignOptions{})
 	victim := w.push(t, "/e2e/shadowed:v1", "signed, shadowed")
 	imagetest.SignLegacy(t, victim.Repo(), victim.Digest, w.key, imagetest.SignOptions{})
-	img, err := remote.Image(mustTag(t, victim.Ref))
-	if err != nil {
-		t.Fatal(err)
-	}
-	look := w.registry + "/0-look-alike/shadowed:v1"
-	if err := remote.Write(mustTag(t, look), mutate.Annotations(img, map[string]string{"look": "alike"}).(v1.Image)); err != nil {
-		t.Fatal(err)
-	}
-	w.pull(t, plain, victim, containerdtest.Image{Ref: look, ConfigDigest: victim.ConfigDigest})
+	w.pull(t, plain, victim, w.pushLookAlike(t, victim, w.registry+"/0-look-alike/shadowed:v1"))
 
 	measure := func(label string, img containerdtest.Image) []float64 {
 		var ms []float64

@@ -13,9 +13,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
@@ -42,18 +39,8 @@ func (w *world) repointExtraLayerCase(t *testing.T) {
 	signed, victim := w.pushExtraLayer(t, "race-extra")
 	w.pull(t, victim, signed)
 
-	conn, err := grpc.NewClient("unix://"+w.socket(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	images := imagesapi.NewImagesClient(conn)
-	mctx := metadata.AppendToOutgoingContext(ctx, "containerd-namespace", "k8s.io")
-	to, err := images.Get(mctx, &imagesapi.GetImageRequest{Name: signed.Ref})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &racer{images: images, pod: "race-extra", record: victim.Ref, to: to.GetImage(), recreate: true, err: make(chan error, 1)}
+	images := w.images(t)
+	r := &racer{images: images, pod: "race-extra", record: victim.Ref, to: images.get(t, signed.Ref), recreate: true, err: make(chan error, 1)}
 	s, err := stub.New(r, stub.WithPluginName("racer"), stub.WithPluginIdx("05"), stub.WithSocketPath(w.nriSocket()))
 	if err != nil {
 		t.Fatal(err)
@@ -160,20 +147,11 @@ func (w *world) repointedLongAgoCase(t *testing.T) {
 	signed, victim := w.pushExtraLayer(t, "late-extra")
 	w.pull(t, victim, signed)
 
-	conn, err := grpc.NewClient("unix://"+w.socket(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	images := imagesapi.NewImagesClient(conn)
-	mctx := metadata.AppendToOutgoingContext(ctx, "containerd-namespace", "k8s.io")
-	to, err := images.Get(mctx, &imagesapi.GetImageRequest{Name: signed.Ref})
-	if err != nil {
-		t.Fatal(err)
-	}
+	images := w.images(t)
+	to := images.get(t, signed.Ref)
 	// The other pod's pull of the moved tag: containerd's CRI updates the
 	// record's target (as the racer's update case does).
-	if _, err := images.Update(mctx, &imagesapi.UpdateImageRequest{Image: &imagesapi.Image{Name: victim.Ref, Target: to.GetImage().GetTarget(), Labels: to.GetImage().GetLabels()}}); err != nil {
+	if _, err := images.Update(images.ctx, &imagesapi.UpdateImageRequest{Image: &imagesapi.Image{Name: victim.Ref, Target: to.GetTarget(), Labels: to.GetLabels()}}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(31 * time.Second) // RepointWindow and a second: the NRI queue's wait

@@ -9,8 +9,6 @@ import (
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/nri-image-verifier/nri-image-verifier/internal/containerdtest"
@@ -54,20 +52,7 @@ func (r *racer) CreateContainer(ctx context.Context, pod *api.PodSandbox, _ *api
 // a signed image during its create. On old main the gate verified the
 // signed image and the unsigned one ran.
 func (w *world) repointRaceCases(t *testing.T) {
-	conn, err := grpc.NewClient("unix://"+w.socket(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	images := imagesapi.NewImagesClient(conn)
-	get := func(name string) *imagesapi.Image {
-		ctx := metadata.AppendToOutgoingContext(context.Background(), "containerd-namespace", "k8s.io")
-		resp, err := images.Get(ctx, &imagesapi.GetImageRequest{Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.GetImage()
-	}
+	images := w.images(t)
 	// The signed image is in the victim's repository, as the tenant's own
 	// registry would serve it: the same program (one layer) as the
 	// unsigned image with another config, or other layers.
@@ -94,7 +79,7 @@ func (w *world) repointRaceCases(t *testing.T) {
 			}
 			imagetest.SignLegacy(t, signed.Repo(), signed.Digest, w.key, imagetest.SignOptions{})
 			w.pull(t, victim, signed)
-			r := &racer{images: images, pod: tc.pod, record: victim.Ref, to: get(signed.Ref), recreate: tc.recreate, err: make(chan error, 1)}
+			r := &racer{images: images, pod: tc.pod, record: victim.Ref, to: images.get(t, signed.Ref), recreate: tc.recreate, err: make(chan error, 1)}
 			s, err := stub.New(r, stub.WithPluginName("racer"), stub.WithPluginIdx("05"), stub.WithSocketPath(w.nriSocket()))
 			if err != nil {
 				t.Fatal(err)
