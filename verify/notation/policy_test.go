@@ -36,25 +36,14 @@ policy:
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.New(registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := p.Match(repo+":v1", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := validators.Builder(reg)(m.Validator)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, with := verifierFor(t, p, repo+":v1")
 	for _, tc := range []struct {
 		cn    string
 		allow bool
 	}{{"release", true}, {"someone-else", false}} {
 		d := imagetest.PushImage(t, repo+":"+tc.cn)
 		imagetest.SignNotation(t, repo, d, ca.Issue(t, imagetest.NotationSubject("Example", tc.cn), time.Time{}, time.Time{}), imagetest.NotationSignOptions{})
-		got, err := v.Verify(t.Context(), verify.Subject{Repository: repo, Digest: d}, m.Rule.With)
+		got, err := v.Verify(t.Context(), verify.Subject{Repository: repo, Digest: d}, with)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,18 +84,7 @@ policy:
 	if !strings.Contains(ws, `policy[0] (`+host+`/team/*).with.trustedIdentities: not set, so any certificate issued under validator "mynotation"'s trust roots may sign`) {
 		t.Errorf("warnings: %s", ws)
 	}
-	reg, err := registry.New(registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := p.Match(repo+":v1", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := validators.Builder(reg)(m.Validator)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, with := verifierFor(t, p, repo+":v1")
 	for _, tc := range []struct {
 		name   string
 		ca     *imagetest.NotationCA
@@ -119,7 +97,7 @@ policy:
 	} {
 		d := imagetest.PushImage(t, repo+":"+tc.signer+strconv.FormatBool(tc.allow))
 		imagetest.SignNotation(t, repo, d, tc.ca.Issue(t, imagetest.NotationSubject("Example", tc.signer), time.Time{}, time.Time{}), imagetest.NotationSignOptions{})
-		got, err := v.Verify(t.Context(), verify.Subject{Repository: repo, Digest: d}, m.Rule.With)
+		got, err := v.Verify(t.Context(), verify.Subject{Repository: repo, Digest: d}, with)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,4 +109,23 @@ policy:
 			t.Errorf("%s: reason %q", tc.name, got.Reason)
 		}
 	}
+}
+
+// verifierFor builds the verifier of the rule p matches image with, as the
+// daemon builds it, and returns it with the rule's options.
+func verifierFor(t *testing.T, p *policy.Policy, image string) (verify.Verifier, policy.With) {
+	t.Helper()
+	reg, err := registry.New(registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := p.Match(image, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := validators.Builder(reg)(m.Validator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, m.Rule.With
 }
