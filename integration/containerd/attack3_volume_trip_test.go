@@ -3,6 +3,7 @@ package containerd
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,7 +135,9 @@ func TestAttack3VolumeCopiesFillVictimQueue(t *testing.T) {
 	begin := time.Now()
 	start := begin
 	for i := 1; ; i++ {
+		t0 := time.Now()
 		_, err := w.cri.CreateContainerOf(ctx, pod2, fmt.Sprintf("try-%d", i), &cri.ImageSpec{Image: next.ConfigDigest, UserSpecifiedImage: next.Ref})
+		transientOnly(t, err, time.Since(t0))
 		if err == nil {
 			t.Logf("victim's next image allowed on try %d, %v after the first", i, time.Since(start).Round(time.Millisecond))
 			if i > 2 {
@@ -153,8 +156,10 @@ func TestAttack3VolumeCopiesFillVictimQueue(t *testing.T) {
 	}
 	// And the volumes: how long until they are allowed?
 	for i := 2; ; i++ {
+		t0 := time.Now()
 		_, err := w.cri.CreateContainerWith(ctx, pod, fmt.Sprintf("app%d", i), &cri.ImageSpec{Image: w.signed.Ref},
 			[]*cri.Mount{kubeletVolume("/a", vols[0], ""), kubeletVolume("/b", vols[1], "")})
+		transientOnly(t, err, time.Since(t0))
 		if err == nil {
 			t.Logf("the victim's volumes allowed on try %d, %v after its first create", i, time.Since(begin).Round(time.Millisecond))
 			break
@@ -172,5 +177,24 @@ func TestAttack3VolumeCopiesFillVictimQueue(t *testing.T) {
 			return
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// transientOnly is what must hold for the victim even under the copies'
+// attack (a residual in the threat model): every create is answered within
+// containerd's NRI request timeout (the lock is not held), and a refusal
+// is a "try again" (still running, too busy, or a copy's registry error,
+// cached for --cache-error-ttl), never a denial of the signed image.
+func transientOnly(t *testing.T, err error, took time.Duration) {
+	t.Helper()
+	if took >= requestTimeout {
+		t.Errorf("a victim create took %v, past the %v NRI request timeout", took, requestTimeout)
+	}
+	if err == nil {
+		return
+	}
+	if msg := containerdtest.CRIMessage(err); !strings.Contains(msg, "verification still running") && !strings.Contains(msg, "too many verifications") &&
+		!strings.Contains(msg, "verification failed") {
+		t.Errorf("the victim was refused for another reason than a transient one: %s", msg)
 	}
 }
